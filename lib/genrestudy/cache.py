@@ -1,0 +1,130 @@
+"""Content-keyed, atomically written caches.
+
+A cache entry lives in ``<cache_dir>/<kind>/<key>/``; the key is a hash of everything
+that determines the entry (input manifest, parameters, versions of the libraries that
+shape the numbers). An entry counts as complete only once its ``meta.json`` exists, and
+``meta.json`` is always written last, so an interrupted run never leaves a stale entry
+that looks finished.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pandas as pd
+
+from . import paths
+
+META_FILE = "meta.json"
+
+
+class CacheError(RuntimeError):
+    """A cache location cannot be used (read-only, corrupt, ...)."""
+
+
+def _canonical(obj: Any) -> Any:
+    if isinstance(obj, pd.DataFrame):
+        return _canonical(obj.to_dict(orient="split"))
+    if isinstance(obj, dict):
+        return {str(k): _canonical(v) for k, v in sorted(obj.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(obj, (list, tuple)):
+        return [_canonical(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, float):
+        return repr(obj)
+    return obj
+
+
+def cache_key(*parts: Any, length: int = 16) -> str:
+    """Hex digest of ``parts`` (dicts, lists, DataFrames, paths, scalars), order-insensitive for dict keys."""
+    blob = json.dumps(_canonical(list(parts)), sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:length]
+
+
+def library_versions(*names: str) -> dict[str, str]:
+    """Installed versions of ``names`` (the libraries whose output a cache depends on)."""
+    out = {}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "absent"
+    return out
+
+
+def entry_dir(kind: str, key: str, root: Path | None = None) -> Path:
+    """Folder of the cache entry ``kind/key`` (not created)."""
+    return Path(root or paths.cache_dir()) / kind / key
+
+
+def is_complete(entry: Path) -> bool:
+    return (entry / META_FILE).is_file()
+
+
+def read_meta(entry: Path) -> dict:
+    try:
+        return json.loads((entry / META_FILE).read_text())
+    except (OSError, ValueError) as exc:
+        raise CacheError(f"cache entry {entry} is unreadable ({exc}); delete the folder to rebuild it") from exc
+
+
+def make_writable_dir(path: Path) -> Path:
+    """Create ``path`` and check it can be written, with a one-line error if not."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise CacheError(
+            f"cannot write to cache folder {path} ({exc.strerror or exc}); "
+            "pass another cache_dir or set GENRESTUDY_CACHE to a writable folder"
+        ) from None
+    return path
+
+
+@contextmanager
+def atomic_path(target: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; it replaces ``target`` only if the block succeeds."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, target)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_json(path: Path, obj: Any) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
+
+
+def write_csv(path: Path, frame: pd.DataFrame) -> None:
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
+
+
+def save_array(path: Path, array: np.ndarray) -> None:
+    """Write ``array`` as ``.npy`` atomically (readable later with ``mmap_mode='r'``)."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, array, allow_pickle=False)
+
+
+def finish(entry: Path, meta: dict) -> None:
+    """Mark ``entry`` complete by writing its ``meta.json`` (always the last file written)."""
+    write_json(entry / META_FILE, meta)

@@ -1,0 +1,42 @@
+"""Clips → fixed-length segments (the paper: 10 windows of 3 s per 30 s clip)."""
+from __future__ import annotations
+
+import numpy as np
+
+
+class ClipTooShortError(ValueError):
+    """A clip shorter than one segment."""
+
+
+def segment_count(n_samples: int, *, n_segments: int, segment_samples: int, pad_samples: int) -> int:
+    """How many segments a clip of ``n_samples`` yields.
+
+    GTZAN's "30 s" clips run from 29.93 s to 30.65 s; a clip short of ``n_segments`` full
+    segments by at most ``pad_samples`` still yields all of them (its tail zero-padded),
+    so the shortest GTZAN clips are not cut to 9 segments. Shorter clips yield as many
+    whole segments as they hold.
+    """
+    if n_samples >= n_segments * segment_samples - pad_samples:
+        return n_segments
+    return min(n_segments, n_samples // segment_samples)
+
+
+def segment_clip(signal: np.ndarray, *, sample_rate: int, n_segments: int = 10,
+                 segment_seconds: float = 3.0, pad_seconds: float = 0.5) -> np.ndarray:
+    """Cut ``signal`` into ``(k, segment_samples)`` consecutive segments from its start.
+
+    Raises
+    ------
+    ClipTooShortError
+        The clip is shorter than one segment.
+    """
+    seg = int(round(segment_seconds * sample_rate))
+    k = segment_count(len(signal), n_segments=n_segments, segment_samples=seg,
+                      pad_samples=int(round(pad_seconds * sample_rate)))
+    if k == 0:
+        raise ClipTooShortError(
+            f"clip of {len(signal) / sample_rate:.2f} s is shorter than one {segment_seconds:g} s segment")
+    needed = k * seg
+    if len(signal) < needed:
+        signal = np.pad(signal, (0, needed - len(signal)))
+    return signal[:needed].reshape(k, seg)
