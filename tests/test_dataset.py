@@ -1,0 +1,134 @@
+import logging
+
+import pytest
+
+from genrestudy import dataset, study
+from genrestudy.dataset import DatasetLayoutError, find_dataset_root, scan_dataset
+from conftest import make_dataset, write_audio
+
+
+def row(manifest, name):
+    hits = manifest[manifest["path"].str.endswith(name)]
+    assert len(hits) == 1, f"{name} not in manifest"
+    return hits.iloc[0]
+
+
+def test_kaggle_layout_and_manifest_columns(study_dirs, tmp_path):
+    root = make_dataset(tmp_path / "gtzan", genres=("blues", "rock"), clips=2)
+    manifest = scan_dataset(root)
+    assert list(manifest.columns) == dataset.MANIFEST_COLUMNS
+    assert sorted(manifest["track_id"]) == ["blues.00000", "blues.00001", "rock.00000", "rock.00001"]
+    assert (manifest["status"] == "usable").all()
+    first = row(manifest, "blues.00000.wav")
+    assert (first["sample_rate"], first["channels"], first["samples"]) == (22050, 1, round(3.5 * 22050))
+    assert first["duration"] == pytest.approx(3.5)
+
+
+def test_kaggle_archive_nesting_and_original_au_layout(study_dirs, tmp_path):
+    nested = make_dataset(tmp_path / "k" / "Data", clips=1)
+    assert find_dataset_root(tmp_path / "k") == nested / "genres_original"
+    for genre in ("jazz", "pop"):
+        write_audio(tmp_path / "orig" / "genres" / genre / f"{genre}.00000.au", seconds=1.0)
+    manifest = scan_dataset(tmp_path / "orig")
+    assert set(manifest["format"]) == {"au"} and set(manifest["label"]) == {"jazz", "pop"}
+
+
+def test_folder_per_label_any_format(study_dirs, tmp_path):
+    for i, ext in enumerate([".wav", ".flac", ".ogg", ".mp3"]):
+        write_audio(tmp_path / "ds" / ("happy" if i % 2 else "sad") / f"song{i}{ext}", seconds=1.0)
+    (tmp_path / "ds" / "sad" / "notes.txt").write_text("not audio, ignored")
+    manifest = scan_dataset(tmp_path / "ds")
+    assert len(manifest) == 4 and (manifest["status"] == "usable").all()
+    assert set(manifest["track_id"]) == {"sad/song0", "happy/song1", "sad/song2", "happy/song3"}
+
+
+def test_bad_files_are_listed_with_reasons_not_dropped(study_dirs, tmp_path, caplog):
+    root = make_dataset(tmp_path / "gtzan", genres=("blues", "jazz"), clips=1)
+    base = root / "genres_original"
+    (base / "blues" / "blues.00001.wav").write_bytes(b"")                           # zero bytes
+    (base / "blues" / "blues.00002.wav").write_bytes(b"plain text, not audio" * 9)  # non-audio bytes
+    good = (base / "blues" / "blues.00000.wav").read_bytes()
+    (base / "blues" / "blues.00003.wav").write_bytes(good[:30])                      # truncated header
+    (base / "blues" / "blues.00004.wav").write_bytes(good[:44] + bytes(range(256)) * 3)  # corrupt body
+    write_audio(base / "jazz" / "jazz.00054.wav", seconds=1.0)                       # known-bad by name
+    write_audio(base / "jazz" / "._jazz.00000.wav", seconds=1.0)                     # macOS metadata: ignored
+    (base / "country").mkdir()                                                      # empty genre folder
+    with caplog.at_level(logging.WARNING):
+        manifest = scan_dataset(root)
+    assert "._jazz.00000.wav" not in " ".join(manifest["path"])
+    assert row(manifest, "blues.00001.wav")["reason"] == "empty file (0 bytes)"
+    assert row(manifest, "blues.00002.wav")["reason"].startswith("cannot decode")
+    assert row(manifest, "blues.00003.wav")["reason"].startswith("cannot decode")
+    assert row(manifest, "jazz.00054.wav")["reason"] == dataset.KNOWN_BAD_FILES["jazz.00054.wav"]
+    country = manifest[manifest["label"] == "country"].iloc[0]
+    assert (country["status"], country["reason"]) == ("excluded", "empty label folder: no audio files")
+    excluded = manifest[manifest["status"] == "excluded"]
+    # the corrupt body decodes as (noisy) audio: it is kept, as GTZAN's distorted clips are
+    assert row(manifest, "blues.00004.wav")["status"] in {"usable", "excluded"}
+    assert all("\n" not in r for r in excluded["reason"])
+    for path in excluded["path"]:
+        assert path.split("/")[-1] in caplog.text
+    table = dataset.dataset_table(manifest)
+    blues = table.set_index("genre").loc["blues"]
+    assert blues["found"] == 5 and blues["usable"] + blues["excluded"] == 5
+    assert "blues.00001.wav: empty file (0 bytes)" in blues["reasons"]
+    assert table.set_index("genre").loc["country", "found"] == 0
+
+
+def test_duplicate_track_ids(study_dirs, tmp_path):
+    write_audio(tmp_path / "ds" / "a" / "x.wav", seconds=1.0)
+    write_audio(tmp_path / "ds" / "a" / "x.flac", seconds=1.0)
+    write_audio(tmp_path / "ds" / "b" / "y.wav", seconds=1.0)
+    manifest = scan_dataset(tmp_path / "ds")
+    assert sorted(manifest["status"]) == ["excluded", "usable", "usable"]
+    assert "duplicate" in manifest.loc[manifest["status"] == "excluded", "reason"].iloc[0]
+
+
+def test_non_ascii_names(study_dirs, tmp_path):
+    write_audio(tmp_path / "ds" / "música" / "canción ñandú 日本.wav", seconds=1.0)
+    write_audio(tmp_path / "ds" / "rock" / "x.wav", seconds=1.0)
+    manifest = scan_dataset(tmp_path / "ds")
+    assert (manifest["status"] == "usable").all()
+    assert "música/canción ñandú 日本" in set(manifest["track_id"])
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda root: write_audio(root / "loose.wav", seconds=1.0), "lie directly in it"),
+    (lambda root: (root / "genre").mkdir(parents=True), "no label folder in it holds audio"),
+])
+def test_wrong_layout_is_one_clear_error(tmp_path, make, message):
+    root = tmp_path / "ds"
+    root.mkdir()
+    make(root)
+    with pytest.raises(DatasetLayoutError, match=message) as err:
+        find_dataset_root(root)
+    assert "\n" not in str(err.value)
+
+
+def test_missing_data_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match="genres_original"):
+        find_dataset_root(tmp_path / "nothing")
+
+
+def test_missing_gtzan_falls_back_to_demo_with_a_message(study_dirs, caplog):
+    with caplog.at_level(logging.WARNING):
+        source = study.locate_data("auto", demo_clips_per_genre=1)
+    assert source.synthetic and "SYNTHETIC" in source.description
+    assert "no GTZAN at" in caplog.text and "data/gtzan" in caplog.text and "demo" in caplog.text
+    with pytest.raises(FileNotFoundError, match="put GTZAN in data/gtzan"):
+        study.locate_data("gtzan")
+
+
+def test_gtzan_folder_is_used_when_present(study_dirs):
+    make_dataset(study_dirs["data"] / "gtzan", clips=1)
+    source = study.locate_data("auto")
+    assert not source.synthetic and source.root == study_dirs["data"] / "gtzan"
+
+
+def test_manifest_cache_follows_file_changes(study_dirs, tmp_path):
+    root = make_dataset(tmp_path / "gtzan", clips=1)
+    first = scan_dataset(root)
+    assert scan_dataset(root).equals(first)
+    write_audio(root / "genres_original" / "blues" / "blues.00000.wav", seconds=5.0)
+    changed = scan_dataset(root)
+    assert row(changed, "blues.00000.wav")["duration"] == pytest.approx(5.0)

@@ -1,0 +1,88 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from genrestudy import splits
+from genrestudy.splits import make_split, read_split_lists, split_summary
+
+
+def segments_table(genres=10, tracks=20, per_track=10):
+    rows = [(f"g{g}.{t:05d}", f"g{g}") for g in range(genres) for t in range(tracks) for _ in range(per_track)]
+    frame = pd.DataFrame(rows, columns=["track_id", "label"])
+    frame.insert(0, "segment_id", np.arange(len(frame)))
+    return frame
+
+
+def test_paper_protocol_is_stratified_over_segments_and_leaks():
+    segs = segments_table()
+    split = make_split(segs, "paper", seed=1)
+    assert split.value_counts().to_dict() == {"train": 1600, "valid": 200, "test": 200}
+    per_genre = pd.crosstab(segs["label"], split)
+    assert (per_genre["test"] == 20).all()
+    assert split_summary(segs, split)["test_tracks_with_train_segments"] > 100
+
+
+def test_track_protocol_keeps_tracks_whole():
+    segs = segments_table()
+    split = make_split(segs, "track", seed=1)
+    assert (segs.assign(s=split).groupby("track_id")["s"].nunique() == 1).all()
+    summary = split_summary(segs, split)
+    assert summary["test_tracks_with_train_segments"] == 0
+    assert (summary["train_tracks"], summary["valid_tracks"], summary["test_tracks"]) == (160, 20, 20)
+
+
+@pytest.mark.parametrize("protocol", ["paper", "track"])
+def test_same_seed_same_split_other_seed_other_split(protocol):
+    segs = segments_table()
+    a, b, c = (make_split(segs, protocol, seed=s) for s in (3, 3, 4))
+    assert a.equals(b) and not a.equals(c)
+
+
+def test_bad_arguments():
+    segs = segments_table(2, 5, 2)
+    with pytest.raises(ValueError, match="unknown split protocol"):
+        make_split(segs, "random", seed=0)
+    with pytest.raises(ValueError, match="summing to 1"):
+        make_split(segs, "track", fractions=(0.5, 0.5, 0.5))
+    with pytest.raises(ValueError, match="needs lists_dir"):
+        make_split(segs, "filtered")
+
+
+def test_filtered_from_lists_reports_missing_and_unlisted(tmp_path, caplog):
+    for name, tracks in {"train": ["a/a.00000.wav", "b/b.00000.wav"], "valid": ["a/a.00001.wav"],
+                         "test": ["b/b.00001.wav", "b/b.00009.wav"]}.items():
+        (tmp_path / f"{name}_filtered.txt").write_text("\n".join(tracks) + "\n")
+    segs = pd.DataFrame({"track_id": ["a.00000", "a.00001", "b.00000", "b.00001", "c.00000"],
+                         "label": ["a", "a", "b", "b", "c"]})
+    split = make_split(segs, "filtered", lists_dir=tmp_path)
+    assert split.tolist() == ["train", "valid", "train", "test", "unlisted"]
+    assert "1 listed tracks missing" in caplog.text and "1 tracks in no list" in caplog.text
+
+
+def test_missing_list_file_and_overlap(tmp_path):
+    with pytest.raises(FileNotFoundError, match="train_filtered.txt"):
+        read_split_lists(tmp_path)
+    for name in ("train", "valid", "test"):
+        (tmp_path / f"{name}_filtered.txt").write_text("x/x.00001.wav\n" if name != "valid" else "")
+    with pytest.raises(ValueError, match="both train and test"):
+        read_split_lists(tmp_path)
+
+
+def test_real_filtered_lists(shared_data):
+    listed = read_split_lists(shared_data / "gtzan_splits")
+    assert listed.value_counts().to_dict() == {"train": 443, "valid": 197, "test": 290}
+    assert listed.index.str.match(r"^[a-z]+\.\d{5}$").all()
+    # a full GTZAN index: every listed track is present, 70 tracks (the faulty ones) are in no list
+    segs = pd.DataFrame([(f"{g}.{i:05d}", g) for g in listed.index.str.split(".").str[0].unique()
+                         for i in range(100)], columns=["track_id", "label"])
+    coverage = splits.filtered_coverage(segs["track_id"], listed)
+    assert coverage["missing"] == [] and len(coverage["unlisted"]) == 1000 - 930
+    assert make_split(segs, "filtered", lists_dir=shared_data / "gtzan_splits").value_counts()["test"] == 290
+
+
+def test_protocol_summaries_save_csvs(tmp_path):
+    segs = segments_table(3, 10, 2)
+    table = splits.protocol_summaries(segs, seed=0, save_dir=tmp_path, tag="k")
+    assert table["protocol"].tolist() == ["paper", "track"]
+    saved = pd.read_csv(tmp_path / "track_seed0_k.csv")
+    assert list(saved.columns) == ["segment_id", "track_id", "label", "split"] and len(saved) == 60
