@@ -28,6 +28,19 @@ def test_segment_clip_shapes_and_short_clip():
         segment_clip(np.ones(44100, np.float32), sample_rate=22050)
 
 
+def test_mel_power_equals_librosa_melspectrogram():
+    import librosa
+
+    rng = np.random.default_rng(1)
+    signal = rng.standard_normal(22050 * 4).astype(np.float32)
+    for params in (ImageParams(), ImageParams(n_fft=1024, hop_length=256, n_mels=64, fmin=30.0, fmax=8000.0)):
+        ours = images.mel_power(signal, params)
+        ref = librosa.feature.melspectrogram(y=signal, sr=22050, n_fft=params.n_fft, hop_length=params.hop_length,
+                                             n_mels=params.n_mels, fmin=params.fmin, fmax=params.fmax)
+        assert ours.shape == ref.shape
+        np.testing.assert_allclose(ours, ref, rtol=1e-3, atol=1e-5 * ref.max())
+
+
 def test_mel_images_paper_defaults():
     t = np.arange(22050 * 30) / 22050
     signal = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
