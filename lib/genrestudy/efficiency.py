@@ -1,0 +1,142 @@
+"""Measuring the cost of a step: wall time, peak memory in a fresh process, prediction latency.
+
+Memory is the resident set size (RSS) of a *fresh* subprocess that runs only the step,
+sampled by memory-profiler while it runs, so one step's allocations never hide in
+another's, and the interpreter and library imports are reported apart from the step
+itself (``rss_before_mb``). Latency is timed after warm-up calls, over many repeats, and
+reported as median and interquartile range per sample.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+
+def _resolve(target: str) -> Callable:
+    module, _, name = target.partition(":")
+    if not name:
+        raise ValueError(f"step must be 'module:function', got {target!r}")
+    obj = importlib.import_module(module)
+    for part in name.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def measure_step(target: str, kwargs: dict | None = None, *, interval: float = 0.02,
+                 env: dict | None = None, timeout: float | None = None) -> dict:
+    """Run ``module:function(**kwargs)`` in a fresh Python process and measure it.
+
+    The child imports the function's module, records its RSS, then times the call alone.
+    The parent samples the child's RSS (children included) with memory-profiler.
+
+    Parameters
+    ----------
+    target : str
+        ``"package.module:function"``; ``kwargs`` must be JSON-serialisable.
+    interval : float
+        RSS sampling period in seconds.
+    env : dict, optional
+        Extra environment variables for the child (e.g. ``KERAS_BACKEND``).
+
+    Returns
+    -------
+    dict
+        ``seconds`` (the call alone), ``peak_rss_mb`` (whole process), ``rss_before_mb``
+        (after imports, before the call), ``step_rss_mb`` (peak minus before), ``result``
+        (the function's return value if JSON-serialisable, else its ``repr``).
+
+    Raises
+    ------
+    RuntimeError
+        The step failed in the child (its last error line is in the message).
+    """
+    from memory_profiler import memory_usage
+
+    with tempfile.TemporaryDirectory(prefix="genrestudy-step-") as tmp:
+        out = Path(tmp) / "result.json"
+        cmd = [sys.executable, "-m", "genrestudy.efficiency", target, json.dumps(kwargs or {}), str(out)]
+        child_env = {**os.environ, **(env or {})}
+        proc = subprocess.Popen(cmd, env=child_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        samples = memory_usage(proc, interval=interval, include_children=True, multiprocess=False,
+                               timeout=timeout, retval=False)
+        stdout, stderr = proc.communicate()
+        if proc.returncode != 0 or not out.is_file():
+            last = next((line for line in reversed(stderr.strip().splitlines()) if line.strip()), "no output")
+            raise RuntimeError(f"step {target} failed in its subprocess: {last}")
+        report = json.loads(out.read_text())
+    peak = float(max(samples)) * 1.048576 if samples else float("nan")  # MiB → MB
+    report["peak_rss_mb"] = max(peak, report.pop("child_peak_mb", 0.0))
+    report["step_rss_mb"] = report["peak_rss_mb"] - report["rss_before_mb"]
+    return report
+
+
+def _run_child(target: str, kwargs_json: str, out_path: str) -> None:
+    import psutil
+
+    func = _resolve(target)
+    me = psutil.Process()
+    before = me.memory_info().rss / 1e6
+    start = time.perf_counter()
+    result = func(**json.loads(kwargs_json))
+    seconds = time.perf_counter() - start
+    try:
+        json.dumps(result)
+    except (TypeError, ValueError):
+        result = repr(result)[:200]
+    # ru_maxrss (kB on Linux) catches a peak shorter than the parent's sampling period
+    import resource
+
+    child_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
+    Path(out_path).write_text(json.dumps({"seconds": seconds, "rss_before_mb": before,
+                                          "child_peak_mb": child_peak, "result": result}))
+
+
+def latency(predict: Callable, batch, *, repeats: int = 30, warmup: int = 3) -> dict:
+    """Per-sample latency of ``predict(batch)``: median and interquartile range over ``repeats``.
+
+    ``batch`` is anything with ``len()``; the time of each call is divided by its length.
+    """
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    n = len(batch)
+    for _ in range(warmup):
+        predict(batch)
+    times = np.empty(repeats)
+    for i in range(repeats):
+        start = time.perf_counter()
+        predict(batch)
+        times[i] = (time.perf_counter() - start) / n
+    q1, median, q3 = np.percentile(times, [25, 50, 75])
+    return {"batch_size": n, "repeats": repeats, "median_s": float(median), "q1_s": float(q1),
+            "q3_s": float(q3), "iqr_s": float(q3 - q1)}
+
+
+def hardware() -> str:
+    """One line naming the machine the measurements were taken on."""
+    import platform
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import psutil
+
+    ram = psutil.virtual_memory().total / 2 ** 30
+    return f"{cpu}, {os.cpu_count()} cores, {ram:.0f} GiB RAM, {platform.system()} {platform.release()}"
+
+
+if __name__ == "__main__":
+    _run_child(*sys.argv[1:4])
