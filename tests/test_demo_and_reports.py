@@ -59,3 +59,15 @@ def test_save_table_and_figure_mark_synthetic(study_dirs):
     png = reports.save_fig("fig99_x", fig, synthetic=True)
     assert png.read_bytes()[:4] == b"\x89PNG" and png.with_suffix(".svg").is_file()
     assert "SYNTHETIC" in png.with_suffix(".svg").read_text()
+
+
+def test_atomic_outputs_get_ordinary_permissions(tmp_path):
+    import os
+
+    from genrestudy import cache
+
+    target = tmp_path / "x.csv"
+    cache.write_csv(target, pd.DataFrame({"a": [1]}))
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask
