@@ -92,12 +92,25 @@ def _run_child(target: str, kwargs_json: str, out_path: str) -> None:
         json.dumps(result)
     except (TypeError, ValueError):
         result = repr(result)[:200]
-    # ru_maxrss (kB on Linux) catches a peak shorter than the parent's sampling period
-    import resource
-
-    child_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
+    child_peak = _own_peak_rss_mb()
     Path(out_path).write_text(json.dumps({"seconds": seconds, "rss_before_mb": before,
                                           "child_peak_mb": child_peak, "result": result}))
+
+
+def _own_peak_rss_mb() -> float:
+    """This process's peak RSS, which catches a peak shorter than the parent's sampling period.
+
+    Linux's VmHWM belongs to the address space made at exec; ``ru_maxrss`` would not do, as
+    Linux carries the parent's high-water mark across fork and exec into it. Where there is
+    no /proc, 0 (the parent's samples stand alone).
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024 / 1e6
+    except OSError:
+        pass
+    return 0.0
 
 
 def latency(predict: Callable, batch, *, repeats: int = 30, warmup: int = 3) -> dict:
