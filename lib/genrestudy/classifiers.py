@@ -1,0 +1,287 @@
+"""LightGBM on feature vectors: the hybrid model's second half.
+
+Every configuration of a search trains on the *same* binned data. LightGBM spends a large
+part of a naive fit turning the raw ``(n, 2048)`` float matrix into histogram bins; here the
+training set is binned once (``lgb.Dataset(...).construct()``), the validation set is binned
+with the training set as reference (so both use the same bin edges), and every fit reuses the
+two constructed Datasets. Binning parameters (``max_bin``, ``min_data_in_bin``) are therefore
+fixed for a whole search; the searched parameters (leaves, depth, ``min_child_samples``,
+rates, regularisation, bagging and feature fractions) do not change bins. LightGBM refuses
+to change ``min_data_in_leaf`` on a constructed Dataset when it pre-filtered features by that
+value, so Datasets are built with ``feature_pre_filter=False``.
+
+Early stopping watches the validation multi-logloss; the validation accuracy at the best
+iteration comes from LightGBM's own ``multi_error`` metric recorded during training, so a
+fit needs no extra prediction pass to be scored.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+log = logging.getLogger(__name__)
+
+#: parameters that decide how features are binned; fixed for every fit on one TrainingData
+BINNING_PARAMS = ("max_bin", "min_data_in_bin")
+
+#: parameters every fit shares (not searched)
+FIXED_PARAMS = {
+    "objective": "multiclass",
+    "verbosity": -1,
+    # 2048 dense columns: column-wise histograms; forcing it skips LightGBM's per-fit timing test
+    "force_col_wise": True,
+    "feature_pre_filter": False,
+}
+
+
+@dataclass(eq=False)
+class TrainingData:
+    """Train and validation features of one search, binned once per process.
+
+    Attributes
+    ----------
+    X_train, y_train, X_valid, y_valid : np.ndarray
+        Float32 features and integer labels (``0..num_class-1``).
+    num_class : int
+        Number of classes.
+    max_bin, min_data_in_bin : int
+        LightGBM binning parameters, fixed for every fit on this data.
+    key : str
+        Hash of the arrays and binning parameters; names the binned Datasets in the
+        per-process memo, so workers of a cluster bin each data set once.
+    """
+
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_valid: np.ndarray
+    y_valid: np.ndarray
+    num_class: int
+    max_bin: int = 255
+    min_data_in_bin: int = 3
+    key: str = field(default="", init=False)
+
+    def __post_init__(self) -> None:
+        self.X_train = np.ascontiguousarray(self.X_train, dtype=np.float32)
+        self.X_valid = np.ascontiguousarray(self.X_valid, dtype=np.float32)
+        self.y_train = np.asarray(self.y_train, dtype=np.int64)
+        self.y_valid = np.asarray(self.y_valid, dtype=np.int64)
+        if self.X_train.ndim != 2 or self.X_valid.ndim != 2 or self.X_train.shape[1] != self.X_valid.shape[1]:
+            raise ValueError(f"expected 2-D train and validation features with the same width, got "
+                             f"{self.X_train.shape} and {self.X_valid.shape}")
+        if len(self.X_train) != len(self.y_train) or len(self.X_valid) != len(self.y_valid):
+            raise ValueError(f"features and labels differ in length: train {len(self.X_train)} vs "
+                             f"{len(self.y_train)}, valid {len(self.X_valid)} vs {len(self.y_valid)}")
+        if len(self.X_train) == 0 or len(self.X_valid) == 0:
+            raise ValueError(f"need training and validation rows, got {len(self.X_train)} and {len(self.X_valid)}")
+        for name, y in (("train", self.y_train), ("valid", self.y_valid)):
+            if y.min() < 0 or y.max() >= self.num_class:
+                raise ValueError(f"{name} labels must lie in 0..{self.num_class - 1}, got {y.min()}..{y.max()}")
+        digest = hashlib.sha256()
+        for array in (self.X_train, self.y_train, self.X_valid, self.y_valid):
+            digest.update(str(array.shape).encode())
+            digest.update(array.tobytes())
+        digest.update(f"{self.num_class}|{self.max_bin}|{self.min_data_in_bin}".encode())
+        self.key = digest.hexdigest()[:16]
+
+    @property
+    def binning(self) -> dict:
+        return {"max_bin": self.max_bin, "min_data_in_bin": self.min_data_in_bin}
+
+    def datasets(self) -> tuple[lgb.Dataset, lgb.Dataset]:
+        """The constructed (train, valid) LightGBM Datasets, binned on first use in this process."""
+        return _binned(self)
+
+    def row_subset(self, n_rows: int, *, seed: int = 0) -> np.ndarray:
+        """Sorted indices of ``n_rows`` training rows, stratified by class (same seed, same rows)."""
+        n = len(self.y_train)
+        if not 0 < n_rows <= n:
+            raise ValueError(f"n_rows must be in 1..{n} (the training rows), got {n_rows}")
+        if n_rows == n:
+            return np.arange(n)
+        counts = np.bincount(self.y_train, minlength=self.num_class)
+        stratify = self.y_train if n_rows >= self.num_class and counts[counts > 0].min() >= 2 else None
+        idx, _ = train_test_split(np.arange(n), train_size=n_rows, stratify=stratify, random_state=seed)
+        return np.sort(idx)
+
+
+# A few binned data sets per process: a search uses one; keeping two lets a notebook switch back.
+_BINNED: OrderedDict[str, tuple[lgb.Dataset, lgb.Dataset]] = OrderedDict()
+_BINNED_LOCK = threading.Lock()
+_BINNED_KEEP = 2
+
+
+def _binned(data: TrainingData) -> tuple[lgb.Dataset, lgb.Dataset]:
+    with _BINNED_LOCK:
+        if data.key in _BINNED:
+            _BINNED.move_to_end(data.key)
+            return _BINNED[data.key]
+        params = {**FIXED_PARAMS, **data.binning, "num_class": data.num_class, "num_threads": 1}
+        # free_raw_data=True on purpose: a later parameter that would change the bins then
+        # raises instead of LightGBM silently re-binning the shared Dataset
+        train = lgb.Dataset(data.X_train, label=data.y_train, params=params, free_raw_data=True).construct()
+        valid = lgb.Dataset(data.X_valid, label=data.y_valid, reference=train, params=params,
+                            free_raw_data=True).construct()
+        _BINNED[data.key] = (train, valid)
+        while len(_BINNED) > _BINNED_KEEP:
+            _BINNED.popitem(last=False)
+        return train, valid
+
+
+def training_data(features: np.ndarray, labels: np.ndarray, split: pd.Series | np.ndarray, *,
+                  num_class: int | None = None, max_bin: int = 255, min_data_in_bin: int = 3) -> TrainingData:
+    """Cut features and integer labels into the train and validation parts of ``split``.
+
+    Parameters
+    ----------
+    features : np.ndarray
+        ``(n, d)`` feature rows.
+    labels : np.ndarray
+        ``(n,)`` integer class codes.
+    split : pd.Series or np.ndarray
+        ``"train"``/``"valid"``/``"test"`` per row (other values, e.g. ``"unlisted"``, are left out).
+        The test rows are not touched here.
+    num_class : int, optional
+        Number of classes (default: ``labels.max() + 1``).
+    max_bin, min_data_in_bin : int
+        LightGBM binning, fixed for every fit on the result.
+    """
+    split = np.asarray(split)
+    if len(split) != len(features) or len(labels) != len(features):
+        raise ValueError(f"features ({len(features)} rows), labels ({len(labels)}) and split ({len(split)}) "
+                         "must be aligned")
+    train, valid = split == "train", split == "valid"
+    if not train.any() or not valid.any():
+        raise ValueError(f"the split needs 'train' and 'valid' rows; got values {sorted(set(split.tolist()))}")
+    labels = np.asarray(labels)
+    num_class = int(num_class if num_class is not None else labels.max() + 1)
+    absent = sorted(set(range(num_class)) - set(labels[train].tolist()))
+    if absent:
+        log.warning("classes %s have no training rows under this split; the model cannot predict them", absent)
+    X = np.asarray(features)
+    return TrainingData(X[train], labels[train], X[valid], labels[valid], num_class=num_class,
+                        max_bin=max_bin, min_data_in_bin=min_data_in_bin)
+
+
+def lightgbm_params(params: dict, *, num_class: int, seed: int = 0, num_threads: int = 1) -> dict:
+    """Searched ``params`` plus the fixed ones, in LightGBM's native names.
+
+    ``bagging_freq`` defaults to 1: LightGBM ignores ``bagging_fraction`` unless ``bagging_freq > 0``.
+    Binning parameters are rejected (they are fixed by :class:`TrainingData`).
+    """
+    clash = sorted(set(params) & set(BINNING_PARAMS))
+    if clash:
+        raise ValueError(f"{clash} change how features are binned; set them on TrainingData, not per configuration")
+    out = {**FIXED_PARAMS, "bagging_freq": 1, **params, "num_class": num_class, "seed": seed,
+           "num_threads": num_threads, "metric": ["multi_logloss", "multi_error"]}
+    for key in ("num_leaves", "max_depth", "min_child_samples", "bagging_freq"):
+        if key in out:
+            out[key] = int(out[key])
+    return out
+
+
+@dataclass
+class FitResult:
+    """One trained configuration, scored on the validation split.
+
+    Attributes
+    ----------
+    params : dict
+        The searched parameters as given.
+    num_boost_round : int
+        Maximum number of boosting rounds allowed.
+    n_rows : int
+        Training rows used (all of them unless a halving rung subsampled).
+    best_iteration : int
+        Round with the lowest validation multi-logloss (early stopping).
+    valid_accuracy, valid_logloss : float
+        Validation accuracy and multi-logloss at ``best_iteration``.
+    fit_seconds : float
+        Wall time of the fit (the shared binning excluded).
+    curve : pd.DataFrame or None
+        Per-round ``train_logloss``/``valid_logloss``/``valid_accuracy`` when recorded.
+    booster : lgb.Booster or None
+        The model, when kept.
+    """
+
+    params: dict
+    num_boost_round: int
+    n_rows: int
+    best_iteration: int
+    valid_accuracy: float
+    valid_logloss: float
+    fit_seconds: float
+    curve: pd.DataFrame | None = None
+    booster: lgb.Booster | None = None
+
+
+def fit_lightgbm(data: TrainingData, params: dict, *, num_boost_round: int, early_stopping_rounds: int | None = 50,
+                 n_rows: int | None = None, seed: int = 0, num_threads: int = 1, record_curve: bool = False,
+                 keep_model: bool = False) -> FitResult:
+    """Train one configuration on the pre-binned data, early-stopped on the validation split.
+
+    Parameters
+    ----------
+    data : TrainingData
+        Train/validation features (binned once per process).
+    params : dict
+        Searched LightGBM parameters (e.g. one point of :data:`genrestudy.search.TABLE2_GRID`).
+    num_boost_round : int
+        Maximum number of boosting rounds.
+    early_stopping_rounds : int or None
+        Stop after this many rounds without a lower validation multi-logloss (None: never).
+    n_rows : int, optional
+        Train on a class-stratified subset of this many training rows (successive halving's
+        ``samples`` resource); the subset reuses the shared bins.
+    seed : int
+        LightGBM seed (bagging, feature fraction) and the row subset's seed.
+    num_threads : int
+        LightGBM threads; 1 when several configurations run side by side.
+    record_curve : bool
+        Also record the training multi-logloss per round (Fig 6).
+    keep_model : bool
+        Return the Booster (otherwise dropped to keep memory flat over thousands of fits).
+    """
+    if num_boost_round < 1:
+        raise ValueError(f"num_boost_round must be at least 1, got {num_boost_round}")
+    start = time.perf_counter()
+    train, valid = data.datasets()
+    used_rows = len(data.y_train)
+    if n_rows is not None and n_rows < used_rows:
+        train = train.subset(data.row_subset(n_rows, seed=seed)).construct()
+        used_rows = n_rows
+    full = lightgbm_params(params, num_class=data.num_class, seed=seed, num_threads=num_threads)
+    evals: dict = {}
+    callbacks = [lgb.record_evaluation(evals)]
+    if early_stopping_rounds:
+        callbacks.append(lgb.early_stopping(early_stopping_rounds, first_metric_only=True, verbose=False))
+    valid_sets, names = ([train, valid], ["train", "valid"]) if record_curve else ([valid], ["valid"])
+    booster = lgb.train(full, train, num_boost_round=num_boost_round, valid_sets=valid_sets,
+                        valid_names=names, callbacks=callbacks)
+    logloss = np.asarray(evals["valid"]["multi_logloss"])
+    error = np.asarray(evals["valid"]["multi_error"])
+    best = booster.best_iteration if booster.best_iteration > 0 else len(logloss)
+    curve = None
+    if record_curve:
+        curve = pd.DataFrame({"iteration": np.arange(1, len(logloss) + 1),
+                              "train_logloss": evals["train"]["multi_logloss"],
+                              "valid_logloss": logloss, "valid_accuracy": 1.0 - error})
+    if keep_model:
+        booster.best_iteration = best
+    return FitResult(params=dict(params), num_boost_round=num_boost_round, n_rows=used_rows, best_iteration=int(best),
+                     valid_accuracy=float(1.0 - error[best - 1]), valid_logloss=float(logloss[best - 1]),
+                     fit_seconds=time.perf_counter() - start, curve=curve,
+                     booster=booster if keep_model else None)
+
+
+def predict_proba(booster: lgb.Booster, X: np.ndarray) -> np.ndarray:
+    """Class probabilities ``(n, num_class)`` at the booster's best iteration."""
+    return booster.predict(np.asarray(X, dtype=np.float32), num_iteration=booster.best_iteration or None)

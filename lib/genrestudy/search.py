@@ -1,0 +1,449 @@
+"""Hyperparameter search for LightGBM: Grid Search vs Random Search (Tables 2-6).
+
+* :data:`TABLE2_GRID` is the paper's grid, exactly (3^8 = 6,561 points). ``bagging_freq`` is
+  fixed at 1 for every configuration: LightGBM ignores ``bagging_fraction`` unless
+  ``bagging_freq > 0`` and Table 2 does not set it: at LightGBM's default (0) one of the eight
+  axes is a no-op and two thirds of the 6,561 fits repeat the other third.
+* :data:`RANDOM_SPACE` spans the same box: integers where the grid's axis is an integer,
+  continuous uniform draws for the fractions and regularisation strengths, log-uniform for the
+  learning rate (the paper's Random Search drew continuous values too; unlike the paper, the
+  draws stay inside the grid's bounds, so both searches explore the same region).
+* Candidates come from scikit-learn's ``ParameterGrid`` / ``ParameterSampler``; every fit is
+  scored by validation accuracy at its early-stopping round (see :mod:`genrestudy.classifiers`);
+  the test split is never seen by a search.
+* ``mode="exhaustive"`` trains every candidate with the full budget of rounds;
+  ``mode="halving"`` is successive halving with scikit-learn's schedule
+  (``HalvingGridSearchCV``: ``n_candidates / factor**k`` survivors on ``min_resources *
+  factor**k`` of the resource), the resource being boosting rounds or training rows.
+* Configurations run in parallel over cores with joblib threads (LightGBM releases the GIL, and
+  threads share the one binned Dataset), or on a Dask cluster through joblib's Dask backend
+  when a scheduler address is given.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+
+import joblib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from scipy import stats
+from sklearn.model_selection import ParameterGrid, ParameterSampler
+from tqdm.auto import tqdm
+
+from . import evaluation
+from .classifiers import TrainingData, fit_lightgbm, predict_proba
+
+log = logging.getLogger(__name__)
+
+#: Table 2 of the paper, exactly
+TABLE2_GRID: dict[str, list] = {
+    "num_leaves": [16, 24, 32],
+    "max_depth": [4, 5, 6],
+    "min_child_samples": [20, 30, 50],
+    "learning_rate": [0.005, 0.02, 0.03],
+    "reg_alpha": [2.0, 5.0, 8.0],
+    "reg_lambda": [5.0, 8.0, 12.0],
+    "bagging_fraction": [0.6, 0.7, 0.8],
+    "feature_fraction": [0.6, 0.7, 0.8],
+}
+
+#: Random Search's distributions, spanning Table 2's bounds (randint's upper bound is exclusive)
+RANDOM_SPACE: dict = {
+    "num_leaves": stats.randint(16, 33),
+    "max_depth": stats.randint(4, 7),
+    "min_child_samples": stats.randint(20, 51),
+    "learning_rate": stats.loguniform(0.005, 0.03),
+    "reg_alpha": stats.uniform(2.0, 6.0),
+    "reg_lambda": stats.uniform(5.0, 7.0),
+    "bagging_fraction": stats.uniform(0.6, 0.2),
+    "feature_fraction": stats.uniform(0.6, 0.2),
+}
+
+MODES = ("exhaustive", "halving")
+RESOURCES = ("rounds", "samples")
+
+
+def grid_candidates(budget: int | None = None, *, seed: int = 0, grid: dict | None = None) -> list[dict]:
+    """Points of the grid: all of them (in ``ParameterGrid`` order) when ``budget`` is None or
+    at least the grid's size, otherwise ``budget`` distinct points drawn without replacement."""
+    grid = TABLE2_GRID if grid is None else grid
+    full = ParameterGrid(grid)
+    if budget is None or budget >= len(full):
+        return [dict(p) for p in full]
+    if budget < 1:
+        raise ValueError(f"budget must be a positive number of configurations, got {budget}")
+    # all-list spaces are sampled without replacement by ParameterSampler
+    return [dict(p) for p in ParameterSampler(grid, n_iter=budget, random_state=seed)]
+
+
+def random_candidates(n_iter: int, *, seed: int = 0, space: dict | None = None) -> list[dict]:
+    """``n_iter`` draws from :data:`RANDOM_SPACE` (or ``space``), reproducible by ``seed``."""
+    if n_iter < 1:
+        raise ValueError(f"n_iter must be a positive number of configurations, got {n_iter}")
+    draws = ParameterSampler(RANDOM_SPACE if space is None else space, n_iter=n_iter, random_state=seed)
+    return [{k: (v.item() if isinstance(v, np.generic) else v) for k, v in p.items()} for p in draws]
+
+
+@dataclass
+class SearchResult:
+    """What a search found and how it got there.
+
+    Attributes
+    ----------
+    method : str
+        ``"grid"``, ``"random"`` or another label.
+    mode : str
+        ``"exhaustive"`` or ``"halving"``.
+    trace : pd.DataFrame
+        One row per fit in search order: ``fit`` (1-based), ``candidate``, ``rung``, the
+        parameters, ``num_boost_round``, ``n_rows``, ``best_iteration``, ``valid_accuracy``,
+        ``valid_logloss``, ``fit_seconds``.
+    best_params : dict
+        The winner's parameters (highest validation accuracy; ties: lower logloss).
+    best_valid_accuracy : float
+        The winner's validation accuracy as scored in the search (in halving, at its last rung).
+    wall_seconds : float
+        Wall time of the whole search, the one-off binning included.
+    settings : dict
+        Budget, rounds, seed, parallelism: what determines the search.
+    """
+
+    method: str
+    mode: str
+    trace: pd.DataFrame
+    best_params: dict
+    best_valid_accuracy: float
+    wall_seconds: float
+    settings: dict = field(default_factory=dict)
+
+    @property
+    def n_fits(self) -> int:
+        return len(self.trace)
+
+    def best_table(self) -> pd.DataFrame:
+        """The winner as a one-row table (Tables 3 and 4)."""
+        row = {"method": self.method, "mode": self.mode, **self.best_params,
+               "bagging_freq": self.best_params.get("bagging_freq", 1),
+               "valid_accuracy": self.best_valid_accuracy, "n_fits": self.n_fits,
+               "wall_seconds": round(self.wall_seconds, 2)}
+        return pd.DataFrame([row])
+
+
+def _evaluate_one(data: TrainingData, candidate: int, params: dict, num_boost_round: int,
+                  early_stopping_rounds: int | None, n_rows: int | None, seed: int, num_threads: int) -> dict:
+    fit = fit_lightgbm(data, params, num_boost_round=num_boost_round, early_stopping_rounds=early_stopping_rounds,
+                       n_rows=n_rows, seed=seed, num_threads=num_threads)
+    return {"candidate": candidate, **params, "num_boost_round": num_boost_round, "n_rows": fit.n_rows,
+            "best_iteration": fit.best_iteration, "valid_accuracy": fit.valid_accuracy,
+            "valid_logloss": fit.valid_logloss, "fit_seconds": fit.fit_seconds}
+
+
+def evaluate_candidates(data: TrainingData, candidates: list[dict], *, num_boost_round: int,
+                        early_stopping_rounds: int | None = 50, n_rows: int | None = None, seed: int = 0,
+                        n_jobs: int = 2, scheduler_address: str | None = None, indices: list[int] | None = None,
+                        desc: str = "fits", progress: bool = True) -> pd.DataFrame:
+    """Fit every candidate (in parallel) and return one row each, in candidate order.
+
+    Parameters
+    ----------
+    data : TrainingData
+        Shared train/validation data (binned once per process).
+    candidates : list of dict
+        Parameter sets.
+    num_boost_round, early_stopping_rounds, n_rows, seed
+        See :func:`genrestudy.classifiers.fit_lightgbm`.
+    n_jobs : int
+        Configurations trained side by side (local threads, one LightGBM thread each), or the
+        number of concurrent tasks on a Dask cluster (-1: as many as joblib allows).
+    scheduler_address : str, optional
+        ``tcp://host:port`` of a ``dask.distributed`` scheduler: the fits run on its workers
+        through joblib's Dask backend (each worker bins the data once).
+    indices : list of int, optional
+        Candidate numbers to report (default ``0..len(candidates)-1``).
+    """
+    if not candidates:
+        raise ValueError("no candidates to evaluate")
+    indices = list(range(len(candidates))) if indices is None else list(indices)
+    local_cores = os.cpu_count() or 1
+    n_workers = local_cores if n_jobs == -1 else max(1, n_jobs)
+    # one LightGBM thread per fit when fits share the cores; a lone fit may use them all
+    num_threads = 1 if (scheduler_address or n_workers > 1) else local_cores
+    if not scheduler_address:
+        data.datasets()  # bin before the threads start, so no fit waits on another's binning
+    tasks = (joblib.delayed(_evaluate_one)(data, i, p, num_boost_round, early_stopping_rounds, n_rows, seed,
+                                           num_threads) for i, p in zip(indices, candidates))
+    with ExitStack() as stack:
+        if scheduler_address:
+            from distributed import Client
+
+            client = stack.enter_context(Client(scheduler_address, set_as_default=False))
+            stack.enter_context(joblib.parallel_config(backend="dask", client=client, scatter=[data]))
+            parallel = joblib.Parallel(n_jobs=n_jobs, return_as="generator_unordered")
+        else:
+            parallel = joblib.Parallel(n_jobs=n_workers, prefer="threads", return_as="generator_unordered")
+        rows = list(tqdm(parallel(tasks), total=len(candidates), desc=desc, disable=not progress, leave=False))
+    frame = pd.DataFrame(rows).sort_values("candidate", kind="stable").reset_index(drop=True)
+    return frame
+
+
+def _rank(frame: pd.DataFrame) -> pd.DataFrame:
+    # selection by validation accuracy; logloss then candidate order break ties deterministically
+    return frame.sort_values(["valid_accuracy", "valid_logloss", "candidate"], ascending=[False, True, True],
+                             kind="stable")
+
+
+def _param_columns(candidates: list[dict]) -> list[str]:
+    # Table 2's order first, so grid and random winners line up in the tables
+    names = dict.fromkeys(k for c in candidates for k in c)
+    return [k for k in TABLE2_GRID if k in names] + [k for k in names if k not in TABLE2_GRID]
+
+
+def halving_schedule(n_candidates: int, *, min_resources: int, max_resources: int, factor: float = 3,
+                     aggressive_elimination: bool = False) -> list[tuple[int, int]]:
+    """(candidates, resources) of each rung, as scikit-learn's successive halving plans them.
+
+    ``n_required = 1 + floor(log_factor(n_candidates))`` rungs would leave one candidate;
+    ``n_possible = 1 + floor(log_factor(max/min))`` fit in the resources. Without aggressive
+    elimination the search stops after ``min(n_required, n_possible)`` rungs and the best of
+    the last rung wins; with it, the first rungs repeat the minimum resource until the
+    candidates fit the remaining rungs.
+    """
+    if factor <= 1:
+        raise ValueError(f"factor must be greater than 1, got {factor}")
+    if not 1 <= min_resources <= max_resources:
+        raise ValueError(f"need 1 <= min_resources <= max_resources, got {min_resources} and {max_resources}")
+    n_required = 1 + int(math.floor(math.log(n_candidates, factor) + 1e-9)) if n_candidates > 1 else 1
+    n_possible = 1 + int(math.floor(math.log(max_resources / min_resources, factor) + 1e-9))
+    n_rungs = n_required if aggressive_elimination else min(n_required, n_possible)
+    rungs, remaining = [], n_candidates
+    for rung in range(n_rungs):
+        power = max(0, rung - n_required + n_possible) if aggressive_elimination else rung
+        resources = min(int(min_resources * factor ** power), max_resources)
+        rungs.append((remaining, resources))
+        remaining = int(math.ceil(remaining / factor))
+    return rungs
+
+
+def run_search(data: TrainingData, candidates: list[dict], *, method: str, mode: str = "exhaustive",
+               num_boost_round: int = 1000, early_stopping_rounds: int | None = 50, seed: int = 0, n_jobs: int = 2,
+               scheduler_address: str | None = None, resource: str = "rounds", min_resources: int | None = None,
+               factor: float = 3, aggressive_elimination: bool = False, progress: bool = True) -> SearchResult:
+    """Search ``candidates`` exhaustively or by successive halving; select by validation accuracy.
+
+    Parameters
+    ----------
+    data : TrainingData
+        Train/validation split (the test split is never passed to a search).
+    candidates : list of dict
+        From :func:`grid_candidates` or :func:`random_candidates`.
+    method : str
+        Label of the search (``"grid"``, ``"random"``).
+    mode : {"exhaustive", "halving"}
+        Every candidate at full budget, or successive halving.
+    num_boost_round : int
+        Maximum boosting rounds of a full-budget fit.
+    early_stopping_rounds : int or None
+        Patience on the validation multi-logloss.
+    seed : int
+        LightGBM seed of every fit (and of halving's row subsets).
+    n_jobs, scheduler_address
+        Parallelism, see :func:`evaluate_candidates`.
+    resource : {"rounds", "samples"}
+        Halving only: what grows from rung to rung, boosting rounds (up to ``num_boost_round``)
+        or training rows (up to all of them, each fit allowed ``num_boost_round`` rounds).
+    min_resources : int, optional
+        Halving only: resource of the first rung (default: ``max // factor**(n_rungs-1)``, so
+        the last rung gets the full resource, scikit-learn's ``"exhaust"``).
+    factor : float
+        Halving only: survivors are the best ``1/factor`` of each rung.
+    aggressive_elimination : bool
+        Halving only: repeat the first rung's resource until the last rung has a single
+        candidate (repeats are not refitted: a fit at a resource is reused).
+    """
+    if mode not in MODES:
+        raise ValueError(f"unknown search mode {mode!r}; expected one of {MODES}")
+    if not candidates:
+        raise ValueError("no candidates to search")
+    settings = {"n_candidates": len(candidates), "num_boost_round": num_boost_round,
+                "early_stopping_rounds": early_stopping_rounds, "seed": seed, "n_jobs": n_jobs,
+                "scheduler_address": scheduler_address}
+    columns = _param_columns(candidates)
+    start = time.perf_counter()
+    if mode == "exhaustive":
+        trace = evaluate_candidates(data, candidates, num_boost_round=num_boost_round,
+                                    early_stopping_rounds=early_stopping_rounds, seed=seed, n_jobs=n_jobs,
+                                    scheduler_address=scheduler_address, desc=f"{method} search",
+                                    progress=progress).assign(rung=0)
+        best = _rank(trace).iloc[0]
+    else:
+        if resource not in RESOURCES:
+            raise ValueError(f"unknown halving resource {resource!r}; expected one of {RESOURCES}")
+        max_resources = num_boost_round if resource == "rounds" else len(data.y_train)
+        if min_resources is None:
+            n_required = 1 + int(math.floor(math.log(max(len(candidates), 1), factor) + 1e-9))
+            min_resources = max(1, int(max_resources // factor ** (n_required - 1)))
+        schedule = halving_schedule(len(candidates), min_resources=min_resources, max_resources=max_resources,
+                                    factor=factor, aggressive_elimination=aggressive_elimination)
+        settings.update(resource=resource, min_resources=min_resources, factor=factor,
+                        aggressive_elimination=aggressive_elimination, schedule=schedule)
+        alive = list(range(len(candidates)))
+        done: dict[tuple[int, int], dict] = {}
+        parts = []
+        for rung, (_, resources) in enumerate(schedule):
+            todo = [i for i in alive if (i, resources) not in done]
+            if todo:
+                kw = ({"num_boost_round": resources, "n_rows": None} if resource == "rounds"
+                      else {"num_boost_round": num_boost_round, "n_rows": resources})
+                fits = evaluate_candidates(data, [candidates[i] for i in todo], indices=todo,
+                                           early_stopping_rounds=early_stopping_rounds, seed=seed, n_jobs=n_jobs,
+                                           scheduler_address=scheduler_address, progress=progress,
+                                           desc=f"{method} halving rung {rung} ({len(alive)} x {resources} {resource})",
+                                           **kw)
+                for row in fits.to_dict("records"):
+                    done[(row["candidate"], resources)] = row
+                parts.append(fits.assign(rung=rung))
+            scored = _rank(pd.DataFrame([done[(i, resources)] for i in alive]))
+            best = scored.iloc[0]
+            alive = scored["candidate"].head(int(math.ceil(len(alive) / factor))).tolist()
+        trace = pd.concat(parts, ignore_index=True)
+    wall = time.perf_counter() - start
+    trace.insert(0, "fit", np.arange(1, len(trace) + 1))
+    best_params = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in best[columns].items()}
+    log.info("%s search (%s): %d fits in %.1f s, best validation accuracy %.4f",
+             method, mode, len(trace), wall, best["valid_accuracy"])
+    return SearchResult(method=method, mode=mode, trace=trace, best_params=best_params,
+                        best_valid_accuracy=float(best["valid_accuracy"]), wall_seconds=wall, settings=settings)
+
+
+def grid_search(data: TrainingData, *, budget: int | None = None, grid: dict | None = None, seed: int = 0,
+                **search_kw) -> SearchResult:
+    """Grid Search over Table 2 (all 6,561 points, or ``budget`` of them drawn without replacement).
+
+    ``search_kw`` go to :func:`run_search` (mode, rounds, early stopping, n_jobs, halving options).
+    """
+    return run_search(data, grid_candidates(budget, seed=seed, grid=grid), method="grid", seed=seed, **search_kw)
+
+
+def random_search(data: TrainingData, *, n_iter: int, space: dict | None = None, seed: int = 0,
+                  **search_kw) -> SearchResult:
+    """Random Search: ``n_iter`` draws from :data:`RANDOM_SPACE` (``search_kw`` as in :func:`run_search`)."""
+    return run_search(data, random_candidates(n_iter, seed=seed, space=space), method="random", seed=seed,
+                      **search_kw)
+
+
+def retrain_best(data: TrainingData, result: SearchResult, *, num_boost_round: int,
+                 early_stopping_rounds: int | None = 50, seed: int = 0, num_threads: int | None = None):
+    """Retrain a search's winner at the full budget, recording its learning curve (Tables 5/6, Fig 6).
+
+    Returns the :class:`~genrestudy.classifiers.FitResult` with its booster kept; the test split
+    is for the caller to score once, with :func:`score_test_split`.
+    """
+    return fit_lightgbm(data, result.best_params, num_boost_round=num_boost_round,
+                        early_stopping_rounds=early_stopping_rounds, seed=seed,
+                        num_threads=num_threads or (os.cpu_count() or 1), record_curve=True, keep_model=True)
+
+
+def score_test_split(booster, X_test: np.ndarray, y_test: np.ndarray, *, track_ids=None) -> dict:
+    """Accuracy/precision/recall/F1 of ``booster`` on the test split (and track-level accuracy when
+    ``track_ids`` are given), plus the predictions for confusion matrices."""
+    proba = predict_proba(booster, X_test)
+    y_pred = proba.argmax(axis=1)
+    scores = evaluation.classification_metrics(y_test, y_pred)
+    if track_ids is not None:
+        scores["track_accuracy"] = evaluation.track_level_accuracy(proba, y_test, track_ids)
+    return {"scores": scores, "y_pred": y_pred, "proba": proba}
+
+
+def compare_at_equal_budget(data: TrainingData, X_test: np.ndarray, y_test: np.ndarray, *, budget: int,
+                            seeds: list[int], mode: str = "exhaustive", num_boost_round: int = 1000,
+                            early_stopping_rounds: int | None = 50, n_jobs: int = 2,
+                            scheduler_address: str | None = None, progress: bool = True,
+                            **halving_kw) -> tuple[pd.DataFrame, dict[int, dict[str, SearchResult]]]:
+    """Grid vs Random at the same number of fits, the same rounds and the same data, per seed.
+
+    For each seed, Grid Search gets ``budget`` points of Table 2 (all of them when ``budget >=
+    6561``) and Random Search ``budget`` draws from :data:`RANDOM_SPACE`; both run the same mode
+    with the same LightGBM seed. Each winner is refitted once at the full round budget (the
+    fit is deterministic, so after an exhaustive search its validation score is the search's)
+    and scores the test split once; that refit is not counted in ``n_fits``.
+
+    Returns
+    -------
+    per_seed : pd.DataFrame
+        ``seed, method, n_fits, wall_seconds, valid_accuracy, test_accuracy`` and the winner's parameters.
+    searches : dict
+        ``{seed: {"grid": SearchResult, "random": SearchResult}}`` (for traces).
+    """
+    if isinstance(seeds, (str, bytes)) or not all(isinstance(s, (int, np.integer)) for s in seeds) or not seeds:
+        raise ValueError(f"seeds must be a non-empty list of integers, got {seeds!r}")
+    rows, searches = [], {}
+    for seed in tqdm(list(seeds), desc="seeds", disable=not progress):
+        searches[seed] = {}
+        for method, candidates in (("grid", grid_candidates(budget, seed=seed)),
+                                   ("random", random_candidates(budget, seed=seed))):
+            result = run_search(data, candidates, method=method, mode=mode, num_boost_round=num_boost_round,
+                                early_stopping_rounds=early_stopping_rounds, seed=seed, n_jobs=n_jobs,
+                                scheduler_address=scheduler_address, progress=progress, **halving_kw)
+            refit = fit_lightgbm(data, result.best_params, num_boost_round=num_boost_round,
+                                 early_stopping_rounds=early_stopping_rounds, seed=seed,
+                                 num_threads=os.cpu_count() or 1, keep_model=True)
+            test = score_test_split(refit.booster, X_test, y_test)["scores"]
+            searches[seed][method] = result
+            rows.append({"seed": seed, "method": method, "mode": mode, "n_fits": result.n_fits,
+                         "wall_seconds": result.wall_seconds, "valid_accuracy": refit.valid_accuracy,
+                         "test_accuracy": test["accuracy"], **result.best_params})
+    return pd.DataFrame(rows), searches
+
+
+def summarize_comparison(per_seed: pd.DataFrame, *, confidence: float = 0.95) -> pd.DataFrame:
+    """Mean and ``confidence`` t-interval over seeds of each method's validation/test accuracy and wall time."""
+    rows = []
+    for method, group in per_seed.groupby("method", sort=True):
+        row = {"method": method, "n_seeds": len(group), "n_fits": int(group["n_fits"].iloc[0])}
+        for column in ("valid_accuracy", "test_accuracy", "wall_seconds"):
+            mean, low, high = evaluation.mean_ci(group[column].to_numpy(), confidence=confidence)
+            row.update({f"{column}_mean": mean, f"{column}_ci_low": low, f"{column}_ci_high": high})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def plot_search_trace(results: dict[str, SearchResult | list[SearchResult]], *, ax=None) -> plt.Figure:
+    """Best validation accuracy so far vs number of fits, one line per search (thin lines per seed)."""
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    else:
+        fig = ax.figure
+    for colour, (label, runs) in zip(plt.rcParams["axes.prop_cycle"].by_key()["color"], results.items()):
+        runs = runs if isinstance(runs, list) else [runs]
+        for k, run in enumerate(runs):
+            best_so_far = run.trace["valid_accuracy"].cummax().to_numpy() * 100
+            ax.step(run.trace["fit"], best_so_far, where="post", color=colour, alpha=0.9 if len(runs) == 1 else 0.6,
+                    label=f"{label} ({run.mode})" if k == 0 else None)
+    ax.set_xlabel("number of fits")
+    ax.set_ylabel("best validation accuracy so far (%)")
+    ax.set_title("Grid vs Random Search")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return fig
+
+
+def plot_learning_curve(curve: pd.DataFrame, *, ax=None, title: str = "LightGBM multi-logloss") -> plt.Figure:
+    """Train vs validation multi-logloss over boosting iterations (Fig 6)."""
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    else:
+        fig = ax.figure
+    ax.plot(curve["iteration"], curve["train_logloss"], label="train")
+    ax.plot(curve["iteration"], curve["valid_logloss"], label="validation")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("multi-logloss")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return fig

@@ -1,0 +1,99 @@
+"""External feature tables in the Kaggle GTZAN format, read as a :class:`~genrestudy.features.FeatureSet`.
+
+The Kaggle GTZAN companion tables ``features_30_sec.csv`` (one row per track) and
+``features_3_sec.csv`` (one row per 3 s segment) have the columns
+``filename,length,<numeric feature columns>,label``. The track is named by the file name:
+``blues.00000.wav`` → ``blues.00000`` (segment 0), ``blues.00000.3.wav`` → ``blues.00000``
+(segment 3). ``length`` (the clip's number of samples) describes the file, not its sound, so
+it is kept in ``segments`` and left out of the features.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .features import FeatureSet
+
+REQUIRED_COLUMNS = ("filename", "label")
+#: columns that describe the file rather than its content
+NON_FEATURE_COLUMNS = ("filename", "length", "label")
+_FILENAME = re.compile(r"^(?P<track>[^/\\]+?\.\d+)(?:\.(?P<segment>\d+))?\.(?:wav|au|mp3|flac|ogg)$", re.IGNORECASE)
+
+
+def parse_filename(filename: str) -> tuple[str, int]:
+    """``"blues.00000.3.wav"`` → ``("blues.00000", 3)``; ``"blues.00000.wav"`` → ``("blues.00000", 0)``."""
+    match = _FILENAME.match(str(filename).strip())
+    if match is None:
+        raise ValueError(f"file name {filename!r} is not in the Kaggle GTZAN form <genre>.<number>[.<segment>].wav")
+    return match["track"], int(match["segment"] or 0)
+
+
+def read_kaggle_features(path) -> FeatureSet:
+    """Read a Kaggle-format GTZAN features CSV into a :class:`FeatureSet` (``root=None``).
+
+    Parameters
+    ----------
+    path : str or Path
+        ``features_30_sec.csv``, ``features_3_sec.csv`` or any table with ``filename``,
+        ``label`` and numeric feature columns.
+
+    Returns
+    -------
+    FeatureSet
+        ``features`` float32 ``(n_rows, n_feature_columns)``; ``segments`` with ``segment_id``
+        (row number), ``track_id``, ``label``, ``segment``, ``path`` (the file name) and
+        ``length`` when present; ``meta`` with the source path, its SHA-256, the feature
+        column names and ``synthetic=False``.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``path`` does not exist.
+    ValueError
+        Missing ``filename``/``label`` columns, no or non-numeric feature columns, missing
+        values, malformed file names, or one file name on two rows.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"features table {path} not found (expected a Kaggle GTZAN features CSV)")
+    table = pd.read_csv(path)
+    missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
+    if missing:
+        raise ValueError(f"{path.name}: missing column(s) {missing}; expected filename,length,<features>,label, "
+                         f"got {list(table.columns)[:6]}...")
+    if table.empty:
+        raise ValueError(f"{path.name} has a header but no rows")
+    feature_columns = [c for c in table.columns if c not in NON_FEATURE_COLUMNS]
+    if not feature_columns:
+        raise ValueError(f"{path.name} has no feature columns besides {NON_FEATURE_COLUMNS}")
+    non_numeric = [c for c in feature_columns if not pd.api.types.is_numeric_dtype(table[c])]
+    if non_numeric:
+        raise ValueError(f"{path.name}: feature column(s) {non_numeric[:5]} are not numeric")
+    if table[feature_columns].isna().any().any():
+        bad = table.loc[table[feature_columns].isna().any(axis=1), "filename"].head(3).tolist()
+        raise ValueError(f"{path.name}: missing feature values in rows such as {bad}")
+    if table["label"].isna().any():
+        raise ValueError(f"{path.name}: {int(table['label'].isna().sum())} row(s) without a label")
+    duplicated = table["filename"][table["filename"].duplicated()]
+    if len(duplicated):
+        raise ValueError(f"{path.name}: file name(s) {duplicated.head(3).tolist()} appear on more than one row")
+    parsed = [parse_filename(name) for name in table["filename"]]
+    segments = pd.DataFrame({
+        "segment_id": np.arange(len(table)),
+        "track_id": [track for track, _ in parsed],
+        "label": table["label"].astype(str).to_numpy(),
+        "segment": [segment for _, segment in parsed],
+        "path": table["filename"].astype(str).to_numpy(),
+    })
+    if "length" in table.columns:
+        segments["length"] = table["length"].to_numpy()
+    features = table[feature_columns].to_numpy(dtype=np.float32)
+    if not np.isfinite(features).all():
+        raise ValueError(f"{path.name}: infinite feature values")
+    meta = {"source": str(path.resolve()), "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+            "format": "kaggle_gtzan_csv", "feature_columns": feature_columns, "synthetic": False}
+    return FeatureSet(root=None, features=features, segments=segments, meta=meta)

@@ -1,0 +1,79 @@
+"""LightGBM on pre-binned data: one binning, correct scores, reused safely by many fits."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import make_classification
+
+from genrestudy import classifiers
+from genrestudy.classifiers import TrainingData, fit_lightgbm, lightgbm_params, predict_proba, training_data
+
+PARAMS = {"num_leaves": 16, "max_depth": 4, "min_child_samples": 20, "learning_rate": 0.1, "reg_alpha": 2.0,
+          "reg_lambda": 5.0, "bagging_fraction": 0.8, "feature_fraction": 0.8}
+
+
+@pytest.fixture(scope="module")
+def data() -> TrainingData:
+    X, y = make_classification(n_samples=400, n_features=20, n_informative=8, n_classes=3, random_state=0)
+    split = np.where(np.arange(400) < 300, "train", np.where(np.arange(400) < 350, "valid", "test"))
+    return training_data(X, y, split, max_bin=63)
+
+
+def test_training_data_cuts_split_and_leaves_test_out(data):
+    assert data.X_train.shape == (300, 20) and data.X_valid.shape == (50, 20)
+    assert data.X_train.dtype == np.float32 and data.num_class == 3
+
+
+def test_validation_accuracy_matches_prediction_at_best_iteration(data):
+    fit = fit_lightgbm(data, PARAMS, num_boost_round=40, early_stopping_rounds=5, keep_model=True)
+    pred = predict_proba(fit.booster, data.X_valid).argmax(axis=1)
+    assert fit.valid_accuracy == pytest.approx((pred == data.y_valid).mean())
+    assert 1 <= fit.best_iteration <= 40
+    assert fit.valid_accuracy > 0.5  # 3 informative-feature classes: far above chance (1/3)
+
+
+def test_binning_happens_once_and_is_reused(data, monkeypatch):
+    data.datasets()
+    calls = []
+    original = classifiers.lgb.Dataset.construct
+
+    def counting(self):
+        if self._handle is None:
+            calls.append(self.used_indices is None)
+        return original(self)
+
+    monkeypatch.setattr(classifiers.lgb.Dataset, "construct", counting)
+    for leaves, child in ((16, 20), (32, 50), (24, 30)):  # min_child_samples changes must not re-bin
+        fit_lightgbm(data, {**PARAMS, "num_leaves": leaves, "min_child_samples": child}, num_boost_round=3)
+    assert calls == []
+
+
+def test_reused_dataset_gives_same_model_as_fresh_binning(data):
+    fit = fit_lightgbm(data, PARAMS, num_boost_round=15, early_stopping_rounds=None, keep_model=True)
+    import lightgbm as lgb
+
+    params = lightgbm_params(PARAMS, num_class=3, seed=0, num_threads=1)
+    fresh = lgb.train({**params, "max_bin": 63, "min_data_in_bin": 3},
+                      lgb.Dataset(data.X_train, data.y_train), num_boost_round=15)
+    np.testing.assert_allclose(predict_proba(fit.booster, data.X_valid), fresh.predict(data.X_valid), rtol=1e-6)
+
+
+def test_curve_and_subset(data):
+    fit = fit_lightgbm(data, PARAMS, num_boost_round=10, early_stopping_rounds=None, record_curve=True, n_rows=90)
+    assert fit.n_rows == 90
+    assert list(fit.curve.columns) == ["iteration", "train_logloss", "valid_logloss", "valid_accuracy"]
+    assert len(fit.curve) == 10 and fit.curve["train_logloss"].is_monotonic_decreasing
+    idx = data.row_subset(90, seed=1)
+    assert len(np.unique(idx)) == 90 and set(np.bincount(data.y_train[idx])) <= {29, 30, 31}
+
+
+def test_bad_input_is_rejected(data):
+    with pytest.raises(ValueError, match="binned"):
+        lightgbm_params({"max_bin": 15}, num_class=3)
+    with pytest.raises(ValueError, match="'train' and 'valid'"):
+        training_data(np.zeros((4, 2)), np.array([0, 1, 0, 1]), pd.Series(["train"] * 4))
+    with pytest.raises(ValueError, match="labels must lie"):
+        TrainingData(np.zeros((4, 2)), np.array([0, 1, 2, 1]), np.zeros((2, 2)), np.array([0, 1]), num_class=2)
+    with pytest.raises(ValueError, match="num_boost_round"):
+        fit_lightgbm(data, PARAMS, num_boost_round=0)

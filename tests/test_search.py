@@ -1,0 +1,140 @@
+"""Grid vs Random Search: Table 2 exactly, sklearn's halving schedule, parallel and Dask paths."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import make_classification
+from sklearn.experimental import enable_halving_search_cv  # noqa: F401
+from sklearn.model_selection import HalvingGridSearchCV
+from sklearn.tree import DecisionTreeClassifier
+
+from genrestudy import search
+from genrestudy.classifiers import training_data
+
+
+@pytest.fixture(scope="module")
+def data():
+    X, y = make_classification(n_samples=360, n_features=16, n_informative=6, n_classes=3, random_state=1)
+    split = np.where(np.arange(360) < 240, "train", np.where(np.arange(360) < 300, "valid", "test"))
+    return training_data(X, y, split, max_bin=31), X[split == "test"], y[split == "test"]
+
+
+def test_grid_is_table2_exactly():
+    grid = search.grid_candidates()
+    assert len(grid) == 6561 == 3 ** 8
+    assert {k: sorted({g[k] for g in grid}) for k in search.TABLE2_GRID} == search.TABLE2_GRID
+    assert len({tuple(sorted(g.items())) for g in grid}) == 6561
+    sub = search.grid_candidates(20, seed=3)
+    assert len({tuple(sorted(g.items())) for g in sub}) == 20 and sub == search.grid_candidates(20, seed=3)
+
+
+def test_random_space_spans_grid_bounds_and_is_seeded():
+    draws = pd.DataFrame(search.random_candidates(400, seed=0))
+    for name, values in search.TABLE2_GRID.items():
+        assert draws[name].min() >= min(values) and draws[name].max() <= max(values), name
+    for name in ("num_leaves", "max_depth", "min_child_samples"):
+        assert pd.api.types.is_integer_dtype(draws[name])
+    assert draws["learning_rate"].nunique() == 400  # continuous, not the grid's three values
+    assert search.random_candidates(5, seed=7) == search.random_candidates(5, seed=7)
+    assert search.random_candidates(5, seed=7) != search.random_candidates(5, seed=8)
+
+
+@pytest.mark.parametrize("n_candidates,min_r,max_r,aggressive", [(6561, 1, 27, False), (81, 2, 60, False),
+                                                                  (81, 1, 9, True), (10, 20, 240, False)])
+def test_halving_schedule_matches_scikit_learn(n_candidates, min_r, max_r, aggressive):
+    X, y = make_classification(n_samples=max_r, n_features=4, random_state=0)
+    grid = {"min_samples_leaf": list(range(1, n_candidates + 1))}
+    sk = HalvingGridSearchCV(DecisionTreeClassifier(random_state=0), grid, factor=3, min_resources=min_r,
+                             max_resources=max_r, aggressive_elimination=aggressive, cv=[(np.arange(max_r),) * 2],
+                             resource="n_samples").fit(X, y) if n_candidates <= 81 else None
+    ours = search.halving_schedule(n_candidates, min_resources=min_r, max_resources=max_r,
+                                   aggressive_elimination=aggressive)
+    if sk is not None:
+        assert [c for c, _ in ours] == sk.n_candidates_
+        assert [r for _, r in ours] == sk.n_resources_
+    else:  # 6561 candidates, 1..27 rounds: 4 rungs, each third of the last
+        assert ours == [(6561, 1), (2187, 3), (729, 9), (243, 27)]
+
+
+def test_exhaustive_search_selects_by_validation_accuracy(data):
+    train, _, _ = data
+    result = search.random_search(train, n_iter=4, seed=0, num_boost_round=15, early_stopping_rounds=5, n_jobs=2,
+                                  progress=False)
+    assert result.n_fits == 4 and list(result.trace["fit"]) == [1, 2, 3, 4]
+    top = result.trace.sort_values(["valid_accuracy", "valid_logloss"], ascending=[False, True]).iloc[0]
+    assert result.best_valid_accuracy == top["valid_accuracy"]
+    assert result.best_params == {k: top[k] for k in search.TABLE2_GRID}
+    table = result.best_table()
+    assert table.loc[0, "bagging_freq"] == 1 and table.loc[0, "n_fits"] == 4
+
+
+def test_parallel_threads_give_the_same_scores_as_one_job(data):
+    train, _, _ = data
+    candidates = search.grid_candidates(6, seed=2)
+    one = search.evaluate_candidates(train, candidates, num_boost_round=12, n_jobs=1, progress=False)
+    two = search.evaluate_candidates(train, candidates, num_boost_round=12, n_jobs=2, progress=False)
+    pd.testing.assert_series_equal(one["valid_logloss"], two["valid_logloss"], rtol=1e-9)
+
+
+@pytest.mark.parametrize("resource", ["rounds", "samples"])
+def test_halving_follows_its_schedule_and_keeps_the_best(data, resource):
+    train, _, _ = data
+    result = search.grid_search(train, budget=9, seed=0, mode="halving", resource=resource, num_boost_round=18,
+                                early_stopping_rounds=None, n_jobs=2, progress=False)
+    assert result.settings["schedule"] == ([(9, 2), (3, 6), (1, 18)] if resource == "rounds"
+                                           else [(9, 26), (3, 78), (1, 234)])  # 240 // 9, as sklearn "exhaust"
+    assert list(result.trace.groupby("rung").size()) == [9, 3, 1]
+    column = "num_boost_round" if resource == "rounds" else "n_rows"
+    assert list(result.trace.groupby("rung")[column].first()) == [r for _, r in result.settings["schedule"]]
+    for rung in (0, 1):  # survivors are the best third of each rung
+        scored = result.trace[result.trace["rung"] == rung].sort_values(
+            ["valid_accuracy", "valid_logloss", "candidate"], ascending=[False, True, True])
+        survivors = set(result.trace.loc[result.trace["rung"] == rung + 1, "candidate"])
+        assert survivors == set(scored["candidate"].head(len(survivors)))
+
+
+def test_aggressive_elimination_reuses_fits_at_a_repeated_resource(data):
+    train, _, _ = data
+    result = search.grid_search(train, budget=9, mode="halving", min_resources=4, num_boost_round=12,
+                                aggressive_elimination=True, n_jobs=2, progress=False)
+    assert result.settings["schedule"] == [(9, 4), (3, 4), (1, 12)]
+    assert result.n_fits == 10  # the second rung's three fits at 4 rounds are reused, not repeated
+
+
+def test_equal_budget_comparison_and_summary(data):
+    train, X_test, y_test = data
+    per_seed, searches = search.compare_at_equal_budget(train, X_test, y_test, budget=3, seeds=[0, 1],
+                                                        num_boost_round=10, early_stopping_rounds=5,
+                                                        progress=False)
+    assert len(per_seed) == 4 and set(per_seed["method"]) == {"grid", "random"}
+    assert (per_seed["n_fits"] == 3).all() and per_seed["test_accuracy"].between(0, 1).all()
+    summary = search.summarize_comparison(per_seed)
+    row = summary.set_index("method").loc["grid"]
+    assert row["valid_accuracy_ci_low"] <= row["valid_accuracy_mean"] <= row["valid_accuracy_ci_high"]
+    fig = search.plot_search_trace({m: [searches[s][m] for s in searches] for m in ("grid", "random")})
+    assert len(fig.axes[0].get_legend().get_texts()) == 2
+
+
+def test_bad_search_arguments(data):
+    train, _, _ = data
+    with pytest.raises(ValueError, match="search mode"):
+        search.run_search(train, search.grid_candidates(2), method="grid", mode="bayes")
+    with pytest.raises(ValueError, match="halving resource"):
+        search.run_search(train, search.grid_candidates(2), method="grid", mode="halving", resource="trees")
+    with pytest.raises(ValueError, match="n_iter"):
+        search.random_candidates(0)
+
+
+def test_dask_cluster_runs_the_same_fits(data):
+    distributed = pytest.importorskip("distributed")
+    train, _, _ = data
+    candidates = search.grid_candidates(4, seed=5)
+    local = search.evaluate_candidates(train, candidates, num_boost_round=8, n_jobs=2, progress=False)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        remote = search.evaluate_candidates(train, candidates, num_boost_round=8, n_jobs=2, progress=False,
+                                            scheduler_address=cluster.scheduler_address)
+        with distributed.Client(cluster.scheduler_address) as client:
+            workers_used = client.run(lambda: __import__("genrestudy.classifiers").classifiers._BINNED.copy().keys())
+    pd.testing.assert_series_equal(local["valid_logloss"], remote["valid_logloss"], rtol=1e-9)
+    assert any(train.key in keys for keys in workers_used.values())  # the fits ran on the workers
