@@ -1,0 +1,112 @@
+"""The ``genrestudy`` console command.
+
+``genrestudy predict PATH... [--model MODEL] [--json] [--top K]`` prints each file's most
+probable genres (mean of its segments' probabilities), one line per file; with ``--json``
+one JSON object per line and file: ``{"path", "genre", "probabilities", "segments"}``.
+A file that cannot be predicted gets one line on stderr and the others go on.
+
+Exit status: 0 every file predicted; 1 some file failed; 2 no model to predict with
+(missing, not a genrestudy model) or a usage error.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+
+EXIT_OK, EXIT_FILE_FAILED, EXIT_NO_MODEL = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(prog="genrestudy", description="Music genre classification study tools.")
+    parser.add_argument("--version", action="version", version=f"genrestudy {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    predict = commands.add_parser(
+        "predict", help="predict the genre of audio files",
+        description="Predict the genre of audio files (wav, au, flac, ogg, mp3; any length of at least one "
+                    "segment, any sample rate, mono or stereo) with a genrestudy model.")
+    predict.add_argument("paths", nargs="+", metavar="PATH", help="audio files")
+    predict.add_argument("--model", default=None,
+                         help="model file: an end-to-end .keras (notebook 04) or a hybrid .zip (notebook 03); "
+                              "default: data/models/resnet50_end_to_end.keras")
+    predict.add_argument("--json", action="store_true", help="one JSON object per line and file")
+    predict.add_argument("--top", type=int, default=3, help="genres shown per file without --json (default 3)")
+    predict.add_argument("--verbose", action="store_true",
+                         help="let the deep-learning libraries print their start-up messages on stderr")
+    return parser
+
+
+@contextlib.contextmanager
+def _native_stderr_hidden(hide: bool):
+    """Send what native code writes to file descriptor 2 to /dev/null inside the block.
+
+    TensorFlow's C++ start-up log (oneDNN, CUDA probing) ignores ``TF_CPP_MIN_LOG_LEVEL``
+    and would bury this command's one-line messages; it is written while Keras is imported
+    and a model loaded, so only that step is hidden. Our own messages are printed after.
+    """
+    if not hide:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def _fail(message: str) -> None:
+    print(f"genrestudy predict: {message}", file=sys.stderr, flush=True)
+
+
+def _predict(args) -> int:
+    from . import predict
+
+    if args.top < 1:
+        _fail(f"--top must be at least 1, got {args.top}")
+        return EXIT_NO_MODEL
+    try:
+        # load_model reads the file's header before it imports Keras: a wrong --model fails at once
+        with _native_stderr_hidden(not args.verbose):
+            model = predict.load_model(args.model)
+    except (FileNotFoundError, ValueError) as exc:  # ModelFileError is a ValueError
+        _fail(str(exc).splitlines()[0])
+        return EXIT_NO_MODEL
+    if model.synthetic:
+        _fail(f"warning: {model.describe()}")
+    failed = 0
+    for result in predict.predict_files(args.paths, model, progress=sys.stderr.isatty() and len(args.paths) > 1):
+        if not result.ok:
+            failed += 1
+            _fail(f"{result.path}: {result.error}")
+            continue
+        if args.json:
+            print(json.dumps(result.to_dict()), flush=True)
+        else:
+            top = ", ".join(f"{genre} {p:.3f}" for genre, p in result.top(args.top))
+            print(f"{result.path}: {top} ({result.segments} segments)", flush=True)
+    return EXIT_FILE_FAILED if failed else EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    # TensorFlow's C++ warnings after start-up would bury this command's one-line messages
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:  # --help, --version, usage errors: argparse has printed why
+        return int(exc.code or 0)
+    return _predict(args)  # the only command so far
+
+
+if __name__ == "__main__":
+    sys.exit(main())

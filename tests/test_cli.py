@@ -1,0 +1,152 @@
+"""The ``genrestudy predict`` console command, in-process and as the installed script."""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import lightgbm as lgb
+import numpy as np
+import pytest
+from conftest import write_audio
+
+from genrestudy import cli, endtoend, predict
+from genrestudy.images import ImageParams
+
+GENRES = ("blues", "jazz", "rock", "pop")
+PARAMS = ImageParams(n_segments=3, segment_seconds=1.0, pad_seconds=0.25, n_fft=512, hop_length=256, n_mels=32,
+                     image_size=32)
+LINE = re.compile(r"^(?P<path>.+): (?P<top>(\w+ \d\.\d{3}(, )?)+) \((?P<n>\d+) segments\)$")
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """A model file of each kind, good audio of several formats, lengths, rates and channels, and bad files."""
+    base = tmp_path_factory.mktemp("cli")
+    network = endtoend.build_model(len(GENRES), image_size=32, input_size=32, dense_units=8, seed=0)
+    header = endtoend.model_metadata(classes=GENRES, image_params=asdict(PARAMS), input_size=32, image_size=32,
+                                     weights="random-init-seed0", synthetic=True, training={})
+    e2e = endtoend.save_model(network, base / "e2e.keras", metadata=header)
+    plain = base / "plain.keras"
+    network.save(plain)
+    # a booster over MobileNetV2's 1280 features; what it learned does not matter here
+    rng = np.random.default_rng(0)
+    booster = lgb.train({"objective": "multiclass", "num_class": len(GENRES), "min_data_in_leaf": 1,
+                         "verbosity": -1}, lgb.Dataset(rng.normal(size=(40, 1280)), label=np.arange(40) % 4),
+                        num_boost_round=3)
+    hybrid = predict.save_hybrid_model(base / "hybrid.zip", booster, classes=GENRES, image_params=PARAMS,
+                                       backbone="MobileNetV2", input_size=32, synthetic=False)
+    good = {
+        write_audio(base / "one.wav", seconds=1.3, sample_rate=22050): 1,
+        write_audio(base / "stereo.flac", seconds=2.4, sample_rate=44100, channels=2): 2,
+        write_audio(base / "long.ogg", seconds=7.5, sample_rate=16000, channels=2): 7,
+        write_audio(base / "low.au", seconds=3.0, sample_rate=8000): 3,
+    }
+    garbage = base / "garbage.wav"
+    garbage.write_text("not audio at all")
+    bad = {write_audio(base / "short.wav", seconds=0.5): "shorter than one 1 s segment",
+           garbage: "cannot decode", base / "missing.flac": "file not found"}
+    text_model = base / "model.txt"
+    text_model.write_text("no model here")
+    return {"e2e": e2e, "hybrid": hybrid, "plain": plain, "text_model": text_model, "good": good, "bad": bad,
+            "base": base}
+
+
+def run(capsys, argv):
+    code = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out.splitlines(), err.splitlines()
+
+
+@pytest.mark.parametrize("kind", ["e2e", "hybrid"])
+def test_top3_lines_for_every_file_with_either_model(capsys, files, kind):
+    code, out, err = run(capsys, ["predict", *files["good"], "--model", files[kind]])
+    assert code == 0
+    assert len(out) == len(files["good"])
+    for line, (path, segments) in zip(out, files["good"].items()):
+        match = LINE.match(line)
+        assert match, line
+        assert match["path"] == str(path) and int(match["n"]) == segments
+        top = [part.rsplit(" ", 1) for part in match["top"].split(", ")]
+        assert len(top) == 3 and {g for g, _ in top} <= set(GENRES)
+        probs = [float(p) for _, p in top]
+        assert probs == sorted(probs, reverse=True)
+    warnings = [line for line in err if line.startswith("genrestudy predict: warning")]
+    assert (len(warnings) == 1 and "SYNTHETIC" in warnings[0]) if kind == "e2e" else not warnings
+
+
+def test_json_one_object_per_file(capsys, files):
+    code, out, _ = run(capsys, ["predict", *files["good"], "--model", files["e2e"], "--json"])
+    assert code == 0
+    objects = [json.loads(line) for line in out]
+    assert [o["path"] for o in objects] == [str(p) for p in files["good"]]
+    for obj, segments in zip(objects, files["good"].values()):
+        assert set(obj) == {"path", "genre", "probabilities", "segments"}
+        assert list(obj["probabilities"]) == list(GENRES) and obj["segments"] == segments
+        assert sum(obj["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+        assert obj["genre"] == max(obj["probabilities"], key=obj["probabilities"].get)
+
+
+def test_bad_files_give_one_line_each_and_the_others_are_still_predicted(capsys, files):
+    good = list(files["good"])
+    argv = [good[0], *files["bad"], good[1]]
+    code, out, err = run(capsys, ["predict", *argv, "--model", files["e2e"], "--json"])
+    assert code == cli.EXIT_FILE_FAILED
+    assert [json.loads(line)["path"] for line in out] == [str(good[0]), str(good[1])]
+    errors = [line for line in err if not line.startswith("genrestudy predict: warning")]
+    assert len(errors) == len(files["bad"])
+    for line, (path, reason) in zip(errors, files["bad"].items()):
+        assert line.startswith(f"genrestudy predict: {path}: ") and reason in line
+
+
+@pytest.mark.parametrize("model, reason", [("plain", "not a genrestudy model: "),
+                                           ("text_model", "not a genrestudy model: "),
+                                           ("missing", "no model file at ")])
+def test_a_model_that_is_not_ours_gives_one_line_and_exit_2(capsys, files, model, reason):
+    path = files["base"] / "absent.keras" if model == "missing" else files[model]
+    code, out, err = run(capsys, ["predict", *files["good"], "--model", path])
+    assert code == cli.EXIT_NO_MODEL and out == []
+    assert err == [err[0]] and err[0].startswith(f"genrestudy predict: {reason}") and str(path) in err[0]
+
+
+def test_default_model_and_options(capsys, files, monkeypatch, tmp_path):
+    monkeypatch.setenv("GENRESTUDY_DATA", str(tmp_path / "data"))
+    first = next(iter(files["good"]))
+    code, _, err = run(capsys, ["predict", first])
+    assert code == cli.EXIT_NO_MODEL and "04_finetune_resnet50" in err[0]
+    target = predict.default_model_path()
+    target.parent.mkdir(parents=True)
+    target.write_bytes(Path(files["e2e"]).read_bytes())
+    code, out, _ = run(capsys, ["predict", first, "--top", "1"])
+    assert code == 0 and LINE.match(out[0]) and out[0].count(",") == 0
+    code, _, err = run(capsys, ["predict", first, "--top", "0"])
+    assert code == cli.EXIT_NO_MODEL and "--top" in err[0]
+    assert run(capsys, ["predict"])[0] == 2  # argparse: PATH is required
+    assert run(capsys, ["--help"])[0] == 0
+
+
+@pytest.mark.slow  # two fresh Python processes importing TensorFlow
+def test_installed_console_script(files):
+    script = Path(sys.executable).with_name("genrestudy")
+    assert script.is_file(), f"console script missing at {script} (pip install -e .)"
+    good = list(files["good"])
+    short = next(iter(files["bad"]))
+    done = subprocess.run([str(script), "predict", str(good[0]), str(short), str(good[2]), "--model",
+                           str(files["e2e"]), "--json"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stderr
+    objects = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [o["path"] for o in objects] == [str(good[0]), str(good[2])]
+    assert [o["segments"] for o in objects] == [1, 7]
+    # TensorFlow's start-up log is kept off stderr: only the synthetic-model warning and the one bad file
+    lines = done.stderr.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("genrestudy predict: warning: ") and "SYNTHETIC" in lines[0]
+    assert lines[1] == f"genrestudy predict: {short}: clip of 0.50 s is shorter than one 1 s segment"
+    done = subprocess.run([str(script), "predict", str(good[0]), "--model", str(files["text_model"])],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and done.stdout == ""
+    # refused before Keras is even imported: exactly one line, no start-up chatter
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("genrestudy predict: not a genrestudy model: "), lines
