@@ -3,6 +3,9 @@
 #   ./run_all.sh          set up .venv on first use, then run every numbered notebook in order
 #   ./run_all.sh test     the full test suite: pytest on lib/ + nbval on every notebook
 #   ./run_all.sh lab      JupyterLab on the notebooks, with the project's environment
+#   ./run_all.sh [--profile demo|paper] [NN ...]
+#                         a profile (default: paper when data/gtzan exists, else demo), and
+#                         optionally only the notebooks numbered NN (e.g. 03), same parameters
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -28,24 +31,44 @@ setup() {
 }
 
 run_study() {
-    local out=build/executed
+    local profile="" selected=()
+    while [ $# -gt 0 ]; do
+        case "$1" in
+            --profile) profile="${2:?--profile needs demo or paper}"; shift 2 ;;
+            --profile=*) profile="${1#--profile=}"; shift ;;
+            [0-9][0-9]) selected+=("$1"); shift ;;
+            *) echo "run_all.sh: unknown argument '$1' (expected --profile demo|paper, or notebook numbers like 03)" >&2; exit 2 ;;
+        esac
+    done
+    [ -n "$profile" ] || profile=$("$PY" -m genrestudy.profiles default)
+    "$PY" -m genrestudy.profiles check "$profile" || exit 1
+    local out=build/executed/$profile
     mkdir -p "$out"
+    echo "== profile: $profile"
     local started=$SECONDS
     for nb in notebooks/[0-9][0-9]_*.ipynb; do
-        local name
+        local name stem
         name=$(basename "$nb")
+        stem=${name%.ipynb}
+        if [ ${#selected[@]} -gt 0 ] && [[ ! " ${selected[*]} " == *" ${name:0:2} "* ]]; then
+            continue
+        fi
         echo "== $name"
-        if ! "$VENV/bin/papermill" --log-output --no-progress-bar "$nb" "$out/$name" > "$out/${name%.ipynb}.log" 2>&1; then
+        local t0=$SECONDS
+        if ! "$VENV/bin/papermill" --log-output --no-progress-bar -y "$("$PY" -m genrestudy.profiles params "$profile" "$stem")" \
+                "$nb" "$out/$name" > "$out/$stem.log" 2>&1; then
             echo "run_all.sh: $name failed; its error:" >&2
-            grep -A 15 -E "^(-{10,}|[A-Za-z]*Error|Exception)" "$out/${name%.ipynb}.log" | tail -n 25 >&2 || tail -n 25 "$out/${name%.ipynb}.log" >&2
-            echo "full log: $out/${name%.ipynb}.log; executed notebook: $out/$name" >&2
+            grep -A 15 -E "^(-{10,}|[A-Za-z]*Error|Exception)" "$out/$stem.log" | tail -n 25 >&2 || tail -n 25 "$out/$stem.log" >&2
+            echo "full log: $out/$stem.log; executed notebook: $out/$name" >&2
             exit 1
         fi
+        echo "   $((SECONDS - t0)) s"
     done
-    echo "== done in $((SECONDS - started)) s"
+    echo "== done in $((SECONDS - started)) s (profile $profile)"
     echo "executed notebooks and logs: $out/"
     echo "figures: figures/"; ls figures/*.png 2>/dev/null | sed 's/^/  /'
     echo "tables:  results/"; ls results/*.csv 2>/dev/null | sed 's/^/  /'
+    [ -f results/README.md ] && echo "all tables gathered in results/README.md"
 }
 
 run_tests() {
@@ -55,9 +78,10 @@ run_tests() {
 }
 
 case "${1:-study}" in
-    study) setup; run_study ;;
+    study) shift || true; setup; run_study "$@" ;;
+    --profile|--profile=*|[0-9][0-9]) setup; run_study "$@" ;;
     test) shift; setup; run_tests "$@" ;;
     lab) setup; exec "$VENV/bin/jupyter" lab notebooks ;;
-    -h|--help|help) sed -n '2,5p' "$0" | sed 's/^# //' ;;
+    -h|--help|help) sed -n '2,8p' "$0" | sed 's/^# //' ;;
     *) echo "run_all.sh: unknown command '$1' (expected: test, lab, or nothing)" >&2; exit 2 ;;
 esac

@@ -269,6 +269,12 @@ def _keras_models_dir() -> Path:
     return Path(keras_home()).expanduser() / "models"
 
 
+def imagenet_weights_path(backbone: str = "ResNet50", input_size: int | None = None) -> Path:
+    """Where Keras keeps (and looks for) the ImageNet no-top weights of ``backbone``."""
+    spec = backbone_spec(backbone)
+    return _keras_models_dir() / spec.imagenet_file(input_size or spec.input_size)
+
+
 def application(spec: Backbone, *, weights: str | Path | None, input_size: int):
     """The bare ``keras.applications`` network (no top, no pooling), weights loaded."""
     import keras
@@ -277,7 +283,7 @@ def application(spec: Backbone, *, weights: str | Path | None, input_size: int):
     kwargs = dict(include_top=False, pooling=None, input_shape=(input_size, input_size, 3))
     if weights != "imagenet":
         return constructor(weights=None if weights is None else str(Path(weights).expanduser()), **kwargs)
-    expected = _keras_models_dir() / spec.imagenet_file(input_size)
+    expected = imagenet_weights_path(spec.name, input_size)
     try:
         return constructor(weights="imagenet", **kwargs)
     except Exception as exc:  # Keras' download raises a bare Exception ("URL fetch failure ...")
