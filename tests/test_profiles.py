@@ -1,0 +1,31 @@
+import json
+
+import pytest
+
+from genrestudy import profiles
+
+
+def test_demo_is_the_notebooks_defaults_and_the_default_without_gtzan(study_dirs):
+    assert profiles.default_profile() == "demo"
+    assert profiles.notebook_parameters("demo", "03_tune_lightgbm") == {}
+    profiles.check_profile("demo")
+
+
+def test_paper_profile_refuses_without_gtzan_or_weights(study_dirs, monkeypatch, tmp_path):
+    with pytest.raises(profiles.ProfileError, match="needs GTZAN.*data/gtzan") as err:
+        profiles.check_profile("paper")
+    assert "\n" not in str(err.value)
+    (study_dirs["data"] / "gtzan" / "genres_original").mkdir(parents=True)
+    assert profiles.default_profile() == "paper"
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras-home"))
+    with pytest.raises(profiles.ProfileError, match="resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"):
+        profiles.check_profile("paper")
+
+
+def test_paper_parameters_and_command_line(capsys):
+    assert profiles.notebook_parameters("paper", "02_extract_features")["weights"] == "imagenet"
+    assert profiles.main(["params", "paper", "03_tune_lightgbm"]) == 0
+    assert json.loads(capsys.readouterr().out)["budget"] == 6561
+    assert profiles.main(["check", "nope"]) == 1
+    assert "unknown profile 'nope'" in capsys.readouterr().err
+    assert profiles.main(["what"]) == 2
