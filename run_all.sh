@@ -81,7 +81,7 @@ case "${1:-study}" in
     study) shift || true; setup; run_study "$@" ;;
     --profile|--profile=*|[0-9][0-9]) setup; run_study "$@" ;;
     test) shift; setup; run_tests "$@" ;;
-    lab) setup; exec "$VENV/bin/jupyter" lab notebooks ;;
+    lab) shift; setup; exec "$VENV/bin/jupyter" lab notebooks "$@" ;;
     -h|--help|help) sed -n '2,8p' "$0" | sed 's/^# //' ;;
     *) echo "run_all.sh: unknown command '$1' (expected: test, lab, or nothing)" >&2; exit 2 ;;
 esac
