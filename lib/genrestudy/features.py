@@ -34,6 +34,7 @@ import pandas as pd
 
 from . import cache
 from .images import ImageSet
+from .segments import LabelledSegments
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ _POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mix
 # ---------------------------------------------------------------- the feature set
 
 @dataclass
-class FeatureSet:
+class FeatureSet(LabelledSegments):
     """Features of a data set, one row of :attr:`segments` per feature row.
 
     Attributes
@@ -71,22 +72,6 @@ class FeatureSet:
     segments: pd.DataFrame
     meta: dict = field(default_factory=dict)
 
-    def __len__(self) -> int:
-        return len(self.segments)
-
-    @property
-    def classes(self) -> list[str]:
-        """Genre names in sorted order (the label order every model uses)."""
-        return sorted(self.segments["label"].unique())
-
-    @property
-    def labels(self) -> np.ndarray:
-        """Integer label of each row, indexing :attr:`classes`."""
-        return pd.Categorical(self.segments["label"], categories=self.classes).codes.astype(np.int64)
-
-    @property
-    def synthetic(self) -> bool:
-        return bool(self.meta.get("synthetic", False))
 
 
 def open_feature_set(root: Path) -> FeatureSet:

@@ -17,12 +17,13 @@ import numpy as np
 import pandas as pd
 
 from . import cache
+from .segments import LabelledSegments
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class ImageSet:
+class ImageSet(LabelledSegments):
     """The cached images of a data set, one row of :attr:`segments` per image.
 
     Attributes
@@ -46,26 +47,9 @@ class ImageSet:
     clips: pd.DataFrame
     meta: dict = field(default_factory=dict)
 
-    def __len__(self) -> int:
-        return len(self.segments)
-
     @property
     def key(self) -> str:
         return self.root.name
-
-    @property
-    def classes(self) -> list[str]:
-        """Genre names in sorted order (the label order every model uses)."""
-        return sorted(self.segments["label"].unique())
-
-    @property
-    def labels(self) -> np.ndarray:
-        """Integer label of each segment, indexing :attr:`classes`."""
-        return pd.Categorical(self.segments["label"], categories=self.classes).codes.astype(np.int64)
-
-    @property
-    def synthetic(self) -> bool:
-        return bool(self.meta.get("synthetic", False))
 
     def rgb(self, index=slice(None)) -> np.ndarray:
         """Images ``index`` as ``(n, size, size, 3)`` uint8 (grey repeated on 3 channels)."""

@@ -40,3 +40,31 @@ def segment_clip(signal: np.ndarray, *, sample_rate: int, n_segments: int = 10,
     if len(signal) < needed:
         signal = np.pad(signal, (0, needed - len(signal)))
     return signal[:needed].reshape(k, seg)
+
+
+class LabelledSegments:
+    """What every per-segment table of the study offers (images, features): rows described by
+    a ``segments`` DataFrame with a ``label`` column, and a ``meta`` dict."""
+
+    segments: "pd.DataFrame"
+    meta: dict
+
+    def __len__(self) -> int:
+        return len(self.segments)
+
+    @property
+    def classes(self) -> list[str]:
+        """Genre names in sorted order (the label order every model uses)."""
+        return sorted(self.segments["label"].unique())
+
+    @property
+    def labels(self) -> np.ndarray:
+        """Integer label of each row, indexing :attr:`classes`."""
+        import pandas as pd
+
+        return pd.Categorical(self.segments["label"], categories=self.classes).codes.astype(np.int64)
+
+    @property
+    def synthetic(self) -> bool:
+        """Whether the rows come from the synthetic demo data set."""
+        return bool(self.meta.get("synthetic", False))
