@@ -276,3 +276,13 @@ def test_hybrid_weights_from_a_file_must_match_their_checksum(tmp_path):
         predict._weights_source({"weights": identity}, None)
     assert predict._weights_source({"weights": "imagenet"}, None) == "imagenet"
     assert predict._weights_source({"weights": "random-init-seed3"}, None) is None
+
+
+def test_a_hybrid_with_reduced_precision_features_loads_back(dataset, hybrid, tmp_path):
+    """The saved fingerprint is of the float32 network; a bfloat16 build must still be accepted."""
+    settings = {**predict.hybrid_settings(hybrid["feature_set"], dataset["image_set"]), "precision": "bfloat16"}
+    path = predict.save_hybrid_model(tmp_path / "bf16.zip", hybrid["booster"], **settings)
+    model = predict.load_model(path)
+    assert model.header["precision"] == "bfloat16"
+    probabilities = model.segment_probabilities(dataset["image_set"].images[:2])
+    assert probabilities.shape == (2, len(model.classes)) and np.allclose(probabilities.sum(axis=1), 1, atol=1e-3)

@@ -320,11 +320,14 @@ def _load_hybrid(path: Path, header: dict, *, weights) -> HybridModel:
     if booster.num_model_per_iteration() != n_classes or booster.num_feature() != spec.n_features:
         raise ModelFileError(f"not a genrestudy model: {path} (booster has {booster.num_model_per_iteration()} classes "
                              f"x {booster.num_feature()} features; header says {n_classes} x {spec.n_features})")
-    network = features.build_backbone(spec.name, weights=_weights_source(header, weights),
-                                      image_size=header["image_params"]["image_size"],
-                                      input_size=header["input_size"],
-                                      precision=_runnable_precision(header["precision"]), seed=header["seed"])
-    if backbone_fingerprint(network) != header["backbone_fingerprint"]:
+    build = dict(weights=_weights_source(header, weights), image_size=header["image_params"]["image_size"],
+                 input_size=header["input_size"], seed=header["seed"])
+    # the fingerprint is of the float32 network (as saved); a reduced-precision build holds
+    # other weights (batch norm folded in that precision), so it is checked on a float32 build
+    reference = features.build_backbone(spec.name, precision="float32", **build)
+    precision = _runnable_precision(header["precision"])
+    network = reference if precision == "float32" else features.build_backbone(spec.name, precision=precision, **build)
+    if backbone_fingerprint(reference) != header["backbone_fingerprint"]:
         raise ValueError(f"the {spec.name} rebuilt here ({header['weights']}) differs from the one the booster of "
                          f"{path} was trained on (another Keras version or backend?); re-extract the features "
                          "and retrain the hybrid here")
