@@ -1,7 +1,12 @@
 """Clips → fixed-length segments (the paper: 10 windows of 3 s per 30 s clip)."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class ClipTooShortError(ValueError):
@@ -46,7 +51,7 @@ class LabelledSegments:
     """What every per-segment table of the study offers (images, features): rows described by
     a ``segments`` DataFrame with a ``label`` column, and a ``meta`` dict."""
 
-    segments: "pd.DataFrame"
+    segments: pd.DataFrame
     meta: dict
 
     def __len__(self) -> int:
