@@ -24,9 +24,15 @@ PAPER = {
                          "early_stopping_rounds": 50, "retrain_rounds": 2000, "seeds": [0, 1, 2, 3, 4],
                          "n_jobs": -1},
     "04_finetune_resnet50": {"data": "gtzan", "profile": "paper", "weights": "imagenet", "protocol": "paper"},
-    "05_efficiency": {"data": "gtzan", "weights": "imagenet", "profile": "paper"},
+    # 05: the real steps, unreduced (None: every training image / epoch of the profile / image)
+    "05_efficiency": {"data": "gtzan", "weights": "imagenet", "profile": "paper", "protocol": "paper",
+                      "fit_head_epochs": None, "fit_finetune_epochs": None, "fit_max_train_images": None,
+                      "lightgbm_rounds": 2000, "early_stopping_rounds": 50, "extract_max_images": None,
+                      "file_repeats": 30},
     "06_results": {"data": "gtzan", "weights": "imagenet", "profile": "paper",
-                   "protocols": ["paper", "track", "filtered"]},
+                   "protocols": ["paper", "track", "filtered"], "search_mode": "halving", "budget": 6561,
+                   "num_boost_round": 2000, "early_stopping_rounds": 50, "retrain_rounds": 2000, "n_jobs": -1,
+                   "n_resamples": 1000},
 }
 PROFILES = {"demo": {}, "paper": PAPER}
 

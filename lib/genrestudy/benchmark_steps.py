@@ -1,0 +1,255 @@
+"""The steps Table 8 measures, each runnable alone in a fresh process, and the predictors it times.
+
+:func:`genrestudy.efficiency.measure_step` runs ``"genrestudy.benchmark_steps:<function>"``
+with JSON keyword arguments in a new Python process and samples its memory. Each function
+here therefore takes only JSON-able arguments, rebuilds its inputs from the caches of the
+earlier steps (instant when they exist) and then runs **exactly one step**: fitting the
+end-to-end model, fitting LightGBM, or extracting features. The step's own product is never
+taken from a cache: its output goes to a throwaway folder (or is not cached at all), so the
+measured time and memory are those of really computing it.
+
+:func:`end_to_end_predictor` and :func:`hybrid_predictor` are the two pipelines' segment
+predictions at a chosen batch size (images in, class probabilities out), for
+:func:`genrestudy.efficiency.latency`.
+"""
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+# Imported here, not inside the steps: measure_step records the process's memory after the
+# module's imports (``rss_before_mb``) and before the call, so the frameworks' own footprint
+# is reported apart from what a step allocates.
+from . import classifiers, endtoend, features, paths, splits, study
+
+log = logging.getLogger(__name__)
+
+
+def _image_set(data: str, demo_clips_per_genre: int, demo_seed: int, image_size: int):
+    return study.image_set(data, demo_clips_per_genre=demo_clips_per_genre, demo_seed=demo_seed,
+                           image_size=image_size)
+
+
+def _split(image_set, protocol: str, split_seed: int, split_lists_dir):
+    return splits.make_split(image_set.segments, protocol, seed=split_seed,
+                             lists_dir=splits.resolve_lists_dir(split_lists_dir))
+
+
+def limit_training_rows(split, max_train_images: int | None, *, seed: int = 0) -> np.ndarray:
+    """``split`` with all but ``max_train_images`` training rows (a seeded random choice) marked ``"unused"``.
+
+    None keeps the split as it is. A reduced measurement says so in Table 8; it is never
+    scaled up to the full size.
+    """
+    values = np.asarray(split, dtype=object).copy()
+    if max_train_images is None:
+        return values
+    train = np.flatnonzero(values == "train")
+    if not 1 <= int(max_train_images):
+        raise ValueError(f"max_train_images must be a positive number of images or None, got {max_train_images}")
+    if max_train_images < len(train):
+        keep = np.random.default_rng(seed).choice(train, size=int(max_train_images), replace=False)
+        values[np.setdiff1d(train, keep)] = "unused"
+    return values
+
+
+def gpu_peak_mb() -> float | None:
+    """Peak GPU memory this process allocated (MB), or None without a GPU or a backend that reports it.
+
+    Read through the Keras backend's own framework (torch, jax); the TensorFlow backend is not
+    queried here (the package makes no TensorFlow calls), so it reports None.
+    """
+    import keras
+
+    if features.accelerator() != "gpu":
+        return None
+    backend = keras.config.backend()
+    if backend == "torch":
+        import torch
+
+        return float(torch.cuda.max_memory_allocated()) / 1e6
+    if backend == "jax":
+        import jax
+
+        stats = jax.devices()[0].memory_stats() or {}
+        return float(stats["peak_bytes_in_use"]) / 1e6 if "peak_bytes_in_use" in stats else None
+    return None
+
+
+def fit_end_to_end(*, data: str = "auto", demo_clips_per_genre: int = 10, demo_seed: int = 0,
+                   image_size: int = 224, protocol: str = "track", split_seed: int = 0,
+                   split_lists_dir: str | None = "auto", profile: str = "demo", settings: dict | None = None,
+                   max_train_images: int | None = None) -> dict:
+    """Train the end-to-end ResNet-50 once, from scratch (its cache is a throwaway folder).
+
+    Parameters
+    ----------
+    data, demo_clips_per_genre, demo_seed, image_size
+        The image set (as :func:`genrestudy.study.image_set`; taken from its cache).
+    protocol, split_seed, split_lists_dir
+        The split (as :func:`genrestudy.splits.make_split`).
+    profile, settings
+        :func:`genrestudy.endtoend.training_settings` profile and overrides (e.g. ``head_epochs``).
+    max_train_images : int, optional
+        Train on this many training images only (a reduced measurement); None: all.
+
+    Returns
+    -------
+    dict
+        ``seconds`` (training alone), ``epochs``, ``train_images``, ``device``, ``gpu_peak_mb``.
+    """
+    image_set = _image_set(data, demo_clips_per_genre, demo_seed, image_size)
+    split = limit_training_rows(_split(image_set, protocol, split_seed, split_lists_dir), max_train_images,
+                                seed=split_seed)
+    train_settings = endtoend.training_settings(profile, **(settings or {}))
+    with tempfile.TemporaryDirectory(prefix="genrestudy-bench-endtoend-") as tmp:
+        result = endtoend.train_end_to_end(image_set, split, settings=train_settings, cache_root=Path(tmp),
+                                           progress=False)
+        training = result.meta["training"]
+    return {"seconds": float(training["seconds_total"]), "epochs": int(training["epochs"]),
+            "train_images": int(training["split"]["train"]), "device": training["device"],
+            "gpu_peak_mb": gpu_peak_mb()}
+
+
+def fit_lightgbm(*, data: str = "auto", demo_clips_per_genre: int = 10, demo_seed: int = 0,
+                 image_size: int = 224, weights: str | None = None, protocol: str = "track",
+                 split_seed: int = 0, split_lists_dir: str | None = "auto", params: dict | None = None,
+                 num_boost_round: int = 100, early_stopping_rounds: int | None = 10, max_bin: int = 255,
+                 seed: int = 0) -> dict:
+    """Fit LightGBM once on the cached ResNet-50 features (binning included, nothing cached).
+
+    Parameters
+    ----------
+    data, demo_clips_per_genre, demo_seed, image_size, weights
+        The image set and the backbone weights of its features (taken from their caches).
+    protocol, split_seed, split_lists_dir
+        The split.
+    params : dict
+        LightGBM parameters (e.g. :data:`genrestudy.results.PAPER_TABLE4_PARAMS`).
+    num_boost_round, early_stopping_rounds, max_bin, seed
+        As in :func:`genrestudy.classifiers.fit_lightgbm` / :func:`~genrestudy.classifiers.training_data`.
+
+    Returns
+    -------
+    dict
+        ``seconds`` (binning + boosting), ``best_iteration``, ``train_rows``, ``valid_accuracy``.
+    """
+    import os
+
+    image_set = _image_set(data, demo_clips_per_genre, demo_seed, image_size)
+    feature_set = features.extract_features(image_set, weights=weights, progress=False)
+    split = _split(image_set, protocol, split_seed, split_lists_dir)
+    X = np.asarray(feature_set.features)  # read the memmap now, so the fit's time is the fit's
+    started = time.perf_counter()
+    train = classifiers.training_data(X, feature_set.labels, split, num_class=len(feature_set.classes),
+                                      max_bin=max_bin)
+    fit = classifiers.fit_lightgbm(train, params or {}, num_boost_round=num_boost_round,
+                                   early_stopping_rounds=early_stopping_rounds, seed=seed,
+                                   num_threads=os.cpu_count() or 1)
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "best_iteration": fit.best_iteration, "train_rows": int(len(train.y_train)),
+            "valid_accuracy": fit.valid_accuracy}
+
+
+def extract_features(*, data: str = "auto", demo_clips_per_genre: int = 10, demo_seed: int = 0,
+                     image_size: int = 224, backbone: str = "ResNet50", weights: str | None = None,
+                     batch_size: int = 32, precision: str = "auto", seed: int = 0,
+                     max_images: int | None = None) -> dict:
+    """Extract backbone features once: the network built, then the images streamed through it.
+
+    The same computation as :func:`genrestudy.features.extract_features` (build the frozen
+    backbone, stream the memory-mapped images through it), minus the cache: nothing is read
+    from or written to the feature cache.
+
+    Parameters
+    ----------
+    max_images : int, optional
+        The first ``max_images`` images only (a reduced measurement); None: all of them.
+
+    Returns
+    -------
+    dict
+        ``seconds`` (build + extraction), ``build_seconds``, ``extract_seconds``, ``images``,
+        ``images_per_second``, ``precision``, ``gpu_peak_mb``.
+    """
+    image_set = _image_set(data, demo_clips_per_genre, demo_seed, image_size)
+    n = len(image_set) if max_images is None else min(int(max_images), len(image_set))
+    if n < 1:
+        raise ValueError(f"max_images must be a positive number of images or None, got {max_images}")
+    resolved = features.resolve_precision(precision)
+    started = time.perf_counter()
+    model = features.build_backbone(backbone, weights=weights, image_size=int(image_set.images.shape[1]),
+                                    precision=resolved, seed=seed)
+    built = time.perf_counter()
+    out = features.stream_features(model, image_set.images[:n], backbone=backbone, batch_size=batch_size,
+                                   progress=False)
+    done = time.perf_counter()
+    features.check_features(out)
+    return {"seconds": done - started, "build_seconds": built - started, "extract_seconds": done - built,
+            "images": n, "images_per_second": n / (done - built), "precision": resolved,
+            "gpu_peak_mb": gpu_peak_mb()}
+
+
+def end_to_end_predictor(model) -> Callable[[np.ndarray], np.ndarray]:
+    """Segment probabilities of an :class:`~genrestudy.predict.EndToEndModel` at the batch's own size.
+
+    ``predict(images)`` takes ``(n, size, size)`` uint8 grey images and runs them as one batch
+    of ``n`` (the loaded model's ``segment_probabilities`` pads to a clip's segments instead).
+    """
+    backbone = model.header["backbone"]
+
+    def predict(images: np.ndarray) -> np.ndarray:
+        rgb = np.repeat(np.asarray(images)[..., None], 3, axis=-1)
+        return np.asarray(model.network.predict_on_batch(features.preprocess_images(rgb, backbone=backbone)))
+
+    return predict
+
+
+def hybrid_predictor(model) -> Callable[[np.ndarray], np.ndarray]:
+    """Segment probabilities of a :class:`~genrestudy.predict.HybridModel` (features, then LightGBM)
+    at the batch's own size."""
+    backbone = model.header["backbone"]
+
+    def predict(images: np.ndarray) -> np.ndarray:
+        images = np.asarray(images)
+        vectors = features.stream_features(model.network, images, backbone=backbone, batch_size=len(images), progress=False)
+        return classifiers.predict_proba(model.booster, vectors)
+
+    return predict
+
+
+def prediction_models(image_set, split, *, settings, weights=None, params: dict, num_boost_round: int,
+                      early_stopping_rounds: int | None = 10, max_bin: int = 255, seed: int = 0) -> dict:
+    """The two pipelines as :mod:`genrestudy.predict` models, which ``genrestudy predict`` runs.
+
+    The end-to-end model is :func:`genrestudy.endtoend.train_end_to_end`'s (from its cache when
+    notebook 04 trained it with the same settings); the hybrid is LightGBM with ``params``
+    fitted on the cached features of ``weights`` (notebook 02's), saved with its backbone
+    settings to ``data/models/resnet50_lightgbm_efficiency.zip`` and loaded back.
+
+    Returns
+    -------
+    dict
+        ``{"end_to_end": EndToEndModel, "hybrid": HybridModel}``.
+    """
+    import os
+
+    from . import predict
+
+    trained = endtoend.train_end_to_end(image_set, split, settings=settings)
+    feature_set = features.extract_features(image_set, weights=weights)
+    data = classifiers.training_data(feature_set.features, feature_set.labels, split,
+                                     num_class=len(feature_set.classes), max_bin=max_bin)
+    fit = classifiers.fit_lightgbm(data, params, num_boost_round=num_boost_round,
+                                   early_stopping_rounds=early_stopping_rounds, seed=seed,
+                                   num_threads=os.cpu_count() or 1, keep_model=True)
+    # saved and loaded back as `genrestudy predict --model` would use it
+    hybrid_file = paths.data_dir() / "models" / "resnet50_lightgbm_efficiency.zip"
+    predict.save_hybrid_model(hybrid_file, fit.booster, **predict.hybrid_settings(feature_set, image_set))
+    hybrid = predict.load_model(hybrid_file, weights=weights)
+    return {"end_to_end": predict.load_model(trained.model_file), "hybrid": hybrid}
