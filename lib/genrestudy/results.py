@@ -282,7 +282,7 @@ def efficiency_table(*, end_to_end_fit: dict, lightgbm_fit: dict, extraction: di
          settings["extraction"]),
         ("peak RAM of the step's process (RSS)", "MB", e2e["peak_rss_mb"], lgb["peak_rss_mb"],
          paper["peak_ram_mb"]["end_to_end"], paper["peak_ram_mb"]["hybrid"],
-         "fresh subprocess, RSS sampled by memory-profiler every 20 ms (and ru_maxrss), imports included"),
+         "fresh subprocess, RSS sampled by memory-profiler every 20 ms (and the process's own VmHWM peak), imports included"),
         ("peak RAM above the imports", "MB", e2e["step_rss_mb"], lgb["step_rss_mb"], nan, nan,
          "peak RSS minus RSS after importing keras/lightgbm/genrestudy, before the step"),
         ("feature extraction peak RAM (RSS)", "MB", nan, ext["peak_rss_mb"], nan,
