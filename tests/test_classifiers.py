@@ -77,3 +77,51 @@ def test_bad_input_is_rejected(data):
         TrainingData(np.zeros((4, 2)), np.array([0, 1, 2, 1]), np.zeros((2, 2)), np.array([0, 1]), num_class=2)
     with pytest.raises(ValueError, match="num_boost_round"):
         fit_lightgbm(data, PARAMS, num_boost_round=0)
+
+
+def test_continued_fit_equals_a_fresh_fit_without_sampling(data):
+    # no bagging, no feature sampling: nothing random, so 4 rounds + 8 more == 12 rounds from scratch
+    params = {**PARAMS, "bagging_fraction": 1.0, "feature_fraction": 1.0}
+    short = fit_lightgbm(data, params, num_boost_round=4, early_stopping_rounds=None, keep_state=True)
+    assert short.state.rounds == 4 and len(short.state.models) == 1
+    longer = fit_lightgbm(data, params, num_boost_round=12, early_stopping_rounds=None, resume=short.state,
+                          keep_state=True)
+    fresh = fit_lightgbm(data, params, num_boost_round=12, early_stopping_rounds=None, keep_state=True)
+    assert longer.start_round == 4 and fresh.start_round == 0
+    np.testing.assert_allclose(longer.state.logloss, fresh.state.logloss, rtol=1e-9)
+    assert longer.valid_accuracy == fresh.valid_accuracy and longer.best_iteration == fresh.best_iteration
+    np.testing.assert_allclose(longer.state.raw_scores(data.X_valid), fresh.state.raw_scores(data.X_valid),
+                               rtol=1e-9, atol=1e-12)
+
+
+def test_continued_fit_keeps_its_early_stopping_and_draws_new_bags(data):
+    # with sampling the continued rounds are a new draw (not a replay of the first rounds' bags)
+    short = fit_lightgbm(data, PARAMS, num_boost_round=3, early_stopping_rounds=None, keep_state=True)
+    longer = fit_lightgbm(data, PARAMS, num_boost_round=6, early_stopping_rounds=None, resume=short.state,
+                          keep_state=True)
+    assert longer.state.logloss[:3] == short.state.logloss and longer.state.rounds == 6
+    assert classifiers.segment_seed(0, 0) == 0 and classifiers.segment_seed(0, 3) != 0
+    # a fit that early-stopped is scored from its history: no training, the same answer as before
+    stopping = {**PARAMS, "learning_rate": 0.3}
+    stopped = fit_lightgbm(data, stopping, num_boost_round=200, early_stopping_rounds=3, keep_state=True)
+    assert stopped.state.stopped and stopped.state.rounds < 200
+    again = fit_lightgbm(data, stopping, num_boost_round=400, early_stopping_rounds=3, resume=stopped.state,
+                         keep_state=True)
+    assert again.state is not None and again.state.models == stopped.state.models
+    assert (again.best_iteration, again.valid_accuracy) == (stopped.best_iteration, stopped.valid_accuracy)
+    # the early-stopping memory spans segments: the best round may lie in the first one
+    first = fit_lightgbm(data, stopping, num_boost_round=stopped.best_iteration + 1, early_stopping_rounds=3,
+                         keep_state=True)
+    resumed = fit_lightgbm(data, stopping, num_boost_round=400, early_stopping_rounds=3, resume=first.state)
+    assert resumed.best_iteration == first.best_iteration or resumed.best_iteration > first.state.rounds
+    assert resumed.valid_logloss <= first.valid_logloss
+
+
+def test_continuing_another_fit_is_refused(data):
+    short = fit_lightgbm(data, PARAMS, num_boost_round=2, keep_state=True)
+    with pytest.raises(ValueError, match="another configuration"):
+        fit_lightgbm(data, {**PARAMS, "num_leaves": 24}, num_boost_round=4, resume=short.state)
+    with pytest.raises(ValueError, match="another configuration"):
+        fit_lightgbm(data, PARAMS, num_boost_round=4, resume=short.state, seed=1)
+    with pytest.raises(ValueError, match="continued fit"):
+        fit_lightgbm(data, PARAMS, num_boost_round=4, resume=short.state, keep_model=True)

@@ -81,7 +81,8 @@ def test_parallel_threads_give_the_same_scores_as_one_job(data):
 def test_halving_follows_its_schedule_and_keeps_the_best(data, resource):
     train, _, _ = data
     result = search.grid_search(train, budget=9, seed=0, mode="halving", resource=resource, num_boost_round=18,
-                                early_stopping_rounds=None, n_jobs=2, progress=False)
+                                min_resources=2 if resource == "rounds" else None, early_stopping_rounds=None,
+                                n_jobs=2, progress=False)
     assert result.settings["schedule"] == ([(9, 2), (3, 6), (1, 18)] if resource == "rounds"
                                            else [(9, 26), (3, 78), (1, 234)])  # 240 // 9, as sklearn "exhaust"
     assert list(result.trace.groupby("rung").size()) == [9, 3, 1]
@@ -138,3 +139,44 @@ def test_dask_cluster_runs_the_same_fits(data):
             workers_used = client.run(lambda: __import__("genrestudy.classifiers").classifiers._BINNED.copy().keys())
     pd.testing.assert_series_equal(local["valid_logloss"], remote["valid_logloss"], rtol=1e-9)
     assert any(train.key in keys for keys in workers_used.values())  # the fits ran on the workers
+
+
+def test_warm_started_halving_trains_only_the_extra_rounds(data):
+    train, _, _ = data
+    kw = dict(budget=9, seed=0, mode="halving", num_boost_round=18, min_resources=2, early_stopping_rounds=None,
+              n_jobs=2, progress=False)
+    warm = search.grid_search(train, **kw)
+    cold = search.grid_search(train, warm_start=False, **kw)
+    assert warm.settings["warm_start"] and not cold.settings["warm_start"]
+    # the same schedule; each survivor continues from its previous rung's rounds
+    assert list(warm.trace["num_boost_round"]) == list(cold.trace["num_boost_round"]) == [2] * 9 + [6] * 3 + [18]
+    assert list(warm.trace["start_round"]) == [0] * 9 + [2] * 3 + [6]
+    assert (cold.trace["start_round"] == 0).all()
+    # the first rung is the same fits; the survivors of rung 0 are the same candidates
+    rung0 = warm.trace["rung"] == 0
+    pd.testing.assert_frame_equal(warm.trace.loc[rung0, ["candidate", "valid_logloss"]],
+                                  cold.trace.loc[rung0, ["candidate", "valid_logloss"]])
+    assert (set(warm.trace.loc[warm.trace["rung"] == 1, "candidate"])
+            == set(cold.trace.loc[cold.trace["rung"] == 1, "candidate"]))
+
+
+@pytest.mark.parametrize("n_candidates,rounds,schedule", [
+    (81, 27, [(81, 3), (27, 9), (9, 27)]),       # bench/tune.py's sub-grid: 3 -> 9 -> 27 rounds
+    (9, 18, [(9, 6), (3, 18)]),                  # 18 // 9 = 2 < 3 rounds: one rung fewer
+    (6561, 2000, [(6561, 8), (2187, 24), (729, 72), (243, 216), (81, 648), (27, 1944)]),  # the paper profile
+    (4, 2, [(4, 2)]),                            # too few rounds to halve at all
+])
+def test_default_first_rung_has_at_least_three_rounds(data, n_candidates, rounds, schedule, monkeypatch):
+    train, _, _ = data
+    planned = []
+
+    def no_fits(*args, **kwargs):  # record the plan; the fits themselves are tested above
+        planned.append(kwargs["num_boost_round"])
+        raise StopIteration
+
+    monkeypatch.setattr(search, "evaluate_candidates", no_fits)
+    with pytest.raises(StopIteration):
+        search.run_search(train, [{"num_leaves": 16 + i} for i in range(n_candidates)], method="grid",
+                          mode="halving", num_boost_round=rounds, progress=False)
+    assert planned == [schedule[0][1]]
+    assert search.halving_schedule(n_candidates, min_resources=schedule[0][1], max_resources=rounds) == schedule

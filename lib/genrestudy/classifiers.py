@@ -20,6 +20,7 @@ import hashlib
 import logging
 import threading
 import time
+import zlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -188,6 +189,54 @@ def lightgbm_params(params: dict, *, num_class: int, seed: int = 0, num_threads:
     return out
 
 
+@dataclass(frozen=True)
+class BoostingState:
+    """Where a fit stopped, so that a larger round budget continues it instead of starting again.
+
+    Successive halving on boosting rounds trains the survivors of a rung for more rounds; with
+    this state the next rung trains only the extra rounds, on top of the trees already grown
+    (their raw scores become the LightGBM ``init_score`` of the continued fit).
+
+    Without bagging or feature sampling a continued fit equals a fresh fit of the full length
+    (tested). With them, LightGBM's random draws cannot be resumed: the continued segment draws
+    its bags and feature subsets from a seed derived from ``(seed, rounds)``, so it is another
+    sample of the same configuration, not a replay of the first rounds' draws.
+
+    Attributes
+    ----------
+    params : dict
+        The searched parameters of the fit (a continuation must use the same).
+    seed : int
+        The fit's seed.
+    models : tuple of bytes
+        zlib-compressed LightGBM model text of each trained segment, in order.
+    logloss, error : tuple of float
+        Validation multi-logloss and multi-error after each round so far.
+    stopped : bool
+        Early stopping fired: more rounds would not change the result.
+    """
+
+    params: dict
+    seed: int
+    models: tuple[bytes, ...]
+    logloss: tuple[float, ...]
+    error: tuple[float, ...]
+    stopped: bool
+
+    @property
+    def rounds(self) -> int:
+        return len(self.logloss)
+
+    def raw_scores(self, X: np.ndarray) -> np.ndarray:
+        """``(n, num_class)`` raw scores of the trees grown so far (the next segment's init score)."""
+        total = None
+        for blob in self.models:
+            booster = lgb.Booster(model_str=zlib.decompress(blob).decode())
+            scores = booster.predict(X, raw_score=True, num_threads=1)
+            total = scores if total is None else total + scores
+        return np.asarray(total, dtype=np.float64).reshape(len(X), -1)
+
+
 @dataclass
 class FitResult:
     """One trained configuration, scored on the validation split.
@@ -206,10 +255,14 @@ class FitResult:
         Validation accuracy and multi-logloss at ``best_iteration``.
     fit_seconds : float
         Wall time of the fit (the shared binning excluded).
+    start_round : int
+        Rounds taken over from a previous fit (``resume``); 0 for a fit from scratch.
     curve : pd.DataFrame or None
         Per-round ``train_logloss``/``valid_logloss``/``valid_accuracy`` when recorded.
     booster : lgb.Booster or None
         The model, when kept.
+    state : BoostingState or None
+        What a longer fit needs to continue this one, when kept.
     """
 
     params: dict
@@ -219,13 +272,28 @@ class FitResult:
     valid_accuracy: float
     valid_logloss: float
     fit_seconds: float
+    start_round: int = 0
     curve: pd.DataFrame | None = None
     booster: lgb.Booster | None = None
+    state: BoostingState | None = None
+
+
+def segment_seed(seed: int, start_round: int) -> int:
+    """LightGBM seed of a fit segment starting after ``start_round`` rounds (``seed`` itself at 0)."""
+    if start_round == 0:
+        return int(seed)
+    return int(np.random.SeedSequence([int(seed), int(start_round)]).generate_state(1)[0] % (2 ** 31 - 1))
+
+
+def _best_round(logloss: list[float], early_stopping_rounds: int | None) -> int:
+    # LightGBM's early stopping: the first round with the lowest validation logloss; without it, the last round
+    return int(np.argmin(logloss)) + 1 if early_stopping_rounds else len(logloss)
 
 
 def fit_lightgbm(data: TrainingData, params: dict, *, num_boost_round: int, early_stopping_rounds: int | None = 50,
                  n_rows: int | None = None, seed: int = 0, num_threads: int = 1, record_curve: bool = False,
-                 keep_model: bool = False) -> FitResult:
+                 keep_model: bool = False, resume: BoostingState | None = None,
+                 keep_state: bool = False) -> FitResult:
     """Train one configuration on the pre-binned data, early-stopped on the validation split.
 
     Parameters
@@ -235,7 +303,7 @@ def fit_lightgbm(data: TrainingData, params: dict, *, num_boost_round: int, earl
     params : dict
         Searched LightGBM parameters (e.g. one point of :data:`genrestudy.search.TABLE2_GRID`).
     num_boost_round : int
-        Maximum number of boosting rounds.
+        Maximum number of boosting rounds (in all, ``resume``'s rounds included).
     early_stopping_rounds : int or None
         Stop after this many rounds without a lower validation multi-logloss (None: never).
     n_rows : int, optional
@@ -249,37 +317,76 @@ def fit_lightgbm(data: TrainingData, params: dict, *, num_boost_round: int, earl
         Also record the training multi-logloss per round (Fig 6).
     keep_model : bool
         Return the Booster (otherwise dropped to keep memory flat over thousands of fits).
+    resume : BoostingState, optional
+        Continue this earlier fit of the same parameters and seed up to ``num_boost_round``
+        rounds, training only the rounds it lacks (see :class:`BoostingState`). A fit that
+        early-stopped, or already has the rounds, is scored from its history without training.
+    keep_state : bool
+        Return the :class:`BoostingState` that a longer fit can continue.
     """
     if num_boost_round < 1:
         raise ValueError(f"num_boost_round must be at least 1, got {num_boost_round}")
+    if resume is not None:
+        if resume.params != dict(params) or resume.seed != seed:
+            raise ValueError("resume belongs to another configuration or seed: a fit continues only itself")
+        if n_rows is not None or record_curve or keep_model:
+            raise ValueError("a continued fit uses all training rows and keeps neither a curve nor a model; "
+                             "refit from scratch for those")
     start = time.perf_counter()
     train, valid = data.datasets()
     used_rows = len(data.y_train)
     if n_rows is not None and n_rows < used_rows:
         train = train.subset(data.row_subset(n_rows, seed=seed)).construct()
         used_rows = n_rows
-    full = lightgbm_params(params, num_class=data.num_class, seed=seed, num_threads=num_threads)
-    evals: dict = {}
-    callbacks = [lgb.record_evaluation(evals)]
-    if early_stopping_rounds:
-        callbacks.append(lgb.early_stopping(early_stopping_rounds, first_metric_only=True, verbose=False))
-    valid_sets, names = ([train, valid], ["train", "valid"]) if record_curve else ([valid], ["valid"])
-    booster = lgb.train(full, train, num_boost_round=num_boost_round, valid_sets=valid_sets,
-                        valid_names=names, callbacks=callbacks)
-    logloss = np.asarray(evals["valid"]["multi_logloss"])
-    error = np.asarray(evals["valid"]["multi_error"])
-    best = booster.best_iteration if booster.best_iteration > 0 else len(logloss)
+    done = 0 if resume is None else resume.rounds
+    logloss = [] if resume is None else list(resume.logloss)
+    error = [] if resume is None else list(resume.error)
+    models = () if resume is None else resume.models
+    stopped = False if resume is None else resume.stopped
+    train_logloss: list[float] = []
+    booster = None
+    if not stopped and done < num_boost_round:
+        if resume is not None:
+            # the trees grown so far enter as init scores; the subsets share the bins of the originals
+            train = train.subset(np.arange(used_rows)).construct()
+            train.set_init_score(resume.raw_scores(data.X_train).ravel(order="F"))
+            valid = valid.subset(np.arange(len(data.y_valid))).construct()
+            valid.set_init_score(resume.raw_scores(data.X_valid).ravel(order="F"))
+        full = lightgbm_params(params, num_class=data.num_class, seed=segment_seed(seed, done), num_threads=num_threads)
+        booster = lgb.Booster(full, train)
+        booster.add_valid(valid, "valid")
+        best_logloss, best_round = (min(logloss), int(np.argmin(logloss)) + 1) if logloss else (np.inf, 0)
+        for round_ in range(done + 1, num_boost_round + 1):
+            booster.update()
+            scores = {name: value for _, name, value, _ in booster.eval_valid()}
+            logloss.append(float(scores["multi_logloss"]))
+            error.append(float(scores["multi_error"]))
+            if record_curve:
+                train_logloss.append(float({n: v for _, n, v, _ in booster.eval_train()}["multi_logloss"]))
+            if logloss[-1] < best_logloss:
+                best_logloss, best_round = logloss[-1], round_
+            elif early_stopping_rounds and round_ - best_round >= early_stopping_rounds:
+                stopped = True
+                break
+        if keep_state:
+            models = models + (zlib.compress(booster.model_to_string().encode(), 1),)
+    state = None
+    if keep_state:
+        state = BoostingState(params=dict(params), seed=seed, models=models, logloss=tuple(logloss),
+                              error=tuple(error), stopped=stopped)
+    # a history longer than the budget (a shorter rung after a longer one) is scored at the budget
+    logloss, error = logloss[:num_boost_round], error[:num_boost_round]
+    best = _best_round(logloss, early_stopping_rounds)
     curve = None
     if record_curve:
-        curve = pd.DataFrame({"iteration": np.arange(1, len(logloss) + 1),
-                              "train_logloss": evals["train"]["multi_logloss"],
-                              "valid_logloss": logloss, "valid_accuracy": 1.0 - error})
-    if keep_model:
+        curve = pd.DataFrame({"iteration": np.arange(1, len(logloss) + 1), "train_logloss": train_logloss,
+                              "valid_logloss": logloss, "valid_accuracy": 1.0 - np.asarray(error)})
+    if keep_model and booster is not None:
         booster.best_iteration = best
-    return FitResult(params=dict(params), num_boost_round=num_boost_round, n_rows=used_rows, best_iteration=int(best),
+    return FitResult(params=dict(params), num_boost_round=num_boost_round, n_rows=used_rows, best_iteration=best,
                      valid_accuracy=float(1.0 - error[best - 1]), valid_logloss=float(logloss[best - 1]),
-                     fit_seconds=time.perf_counter() - start, curve=curve,
-                     booster=booster if keep_model else None)
+                     fit_seconds=time.perf_counter() - start, start_round=done, curve=curve,
+                     booster=booster if keep_model else None, state=state)
 
 
 def predict_proba(booster: lgb.Booster, X: np.ndarray) -> np.ndarray:
