@@ -51,6 +51,15 @@ def cache_key(*parts: Any, length: int = 16) -> str:
     return hashlib.sha256(blob).hexdigest()[:length]
 
 
+
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes, read in 1 MiB blocks (keys caches on an input file's content)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
 def library_versions(*names: str) -> dict[str, str]:
     """Installed versions of ``names`` (the libraries whose output a cache depends on)."""
     out = {}

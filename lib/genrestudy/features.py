@@ -20,7 +20,6 @@ Only Keras 3 APIs are used, so the same code runs under ``KERAS_BACKEND=tensorfl
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import mmap
 import threading
@@ -221,14 +220,6 @@ def resolve_precision(precision: str = "auto") -> str:
     return "bfloat16" if cpu_supports_bfloat16() else "float32"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def weights_identity(weights: str | Path | None, *, seed: int = 0) -> str:
     """What the backbone's weights are, for cache keys and metadata.
 
@@ -243,7 +234,7 @@ def weights_identity(weights: str | Path | None, *, seed: int = 0) -> str:
     if not path.is_file():
         raise FileNotFoundError(f"weights file {path} not found; expected 'imagenet', None or the path of a "
                                 "Keras weights file (.h5 / .weights.h5) for the backbone without its top")
-    return f"sha256:{_sha256(path)}"
+    return f"sha256:{cache.file_sha256(path)}"
 
 
 def _keras_models_dir() -> Path:

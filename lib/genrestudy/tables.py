@@ -9,13 +9,13 @@ it is kept in ``segments`` and left out of the features.
 """
 from __future__ import annotations
 
-import hashlib
 import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from . import cache
 from .features import FeatureSet
 
 REQUIRED_COLUMNS = ("filename", "label")
@@ -94,6 +94,6 @@ def read_kaggle_features(path) -> FeatureSet:
     features = table[feature_columns].to_numpy(dtype=np.float32)
     if not np.isfinite(features).all():
         raise ValueError(f"{path.name}: infinite feature values")
-    meta = {"source": str(path.resolve()), "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+    meta = {"source": str(path.resolve()), "sha256": cache.file_sha256(path),
             "format": "kaggle_gtzan_csv", "feature_columns": feature_columns, "synthetic": False}
     return FeatureSet(root=None, features=features, segments=segments, meta=meta)
