@@ -213,6 +213,27 @@ def test_default_model_location(tmp_path, monkeypatch, e2e):
     assert predict.load_model().classes == list(GENRES)
 
 
+def test_a_demo_model_never_replaces_a_real_data_model(tmp_path, dataset, e2e, caplog):
+    network = endtoend.build_model(len(GENRES), image_size=32, input_size=32, dense_units=8, seed=0)
+    header = {**e2e.header, "synthetic": True}
+    target = tmp_path / "models" / "resnet50_end_to_end.keras"
+    # nothing there, or a demo model there: saved (and replaced) in place
+    assert endtoend.save_model(network, target, metadata=header) == target
+    assert endtoend.save_model(network, target, metadata=header) == target
+    # a real-data model there: kept; the demo model goes beside it, with a warning
+    target.write_bytes(e2e.path.read_bytes())
+    real = target.read_bytes()
+    with caplog.at_level("WARNING", logger="genrestudy.predict"):
+        saved = endtoend.save_model(network, target, metadata=header)
+    assert saved == target.with_name("resnet50_end_to_end.synthetic.keras") and saved.is_file()
+    assert target.read_bytes() == real and "trained on real audio" in caplog.text
+    assert predict.read_header(saved)["synthetic"] and not predict.read_header(target)["synthetic"]
+    # a real-data model replaces anything; a file that is not ours is replaced as before
+    assert predict.model_destination(target, synthetic=False) == target
+    (tmp_path / "other.keras").write_bytes(b"not a model")
+    assert predict.model_destination(tmp_path / "other.keras", synthetic=True) == tmp_path / "other.keras"
+
+
 def test_end_to_end_header_and_description(e2e):
     assert e2e.kind == "end-to-end" and e2e.image_params == PARAMS and e2e.classes == list(GENRES)
     assert "end-to-end ResNet50" in e2e.describe() and "SYNTHETIC" not in e2e.describe()

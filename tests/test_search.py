@@ -137,8 +137,15 @@ def test_dask_cluster_runs_the_same_fits(data):
                                             scheduler_address=cluster.scheduler_address)
         with distributed.Client(cluster.scheduler_address) as client:
             workers_used = client.run(lambda: __import__("genrestudy.classifiers").classifiers._BINNED.copy().keys())
+        # warm-started halving: the continued fits' states travel to the workers and back
+        kw = dict(method="grid", mode="halving", min_resources=2, num_boost_round=6, n_jobs=2, progress=False)
+        halving_remote = search.run_search(train, candidates, scheduler_address=cluster.scheduler_address, **kw)
+    halving_local = search.run_search(train, candidates, **kw)
     pd.testing.assert_series_equal(local["valid_logloss"], remote["valid_logloss"], rtol=1e-9)
     assert any(train.key in keys for keys in workers_used.values())  # the fits ran on the workers
+    assert list(halving_remote.trace["start_round"]) == [0] * 4 + [2] * 2 and halving_remote.settings["warm_start"]
+    pd.testing.assert_series_equal(halving_local.trace["valid_logloss"], halving_remote.trace["valid_logloss"],
+                                   rtol=1e-9)
 
 
 def test_warm_started_halving_trains_only_the_extra_rounds(data):

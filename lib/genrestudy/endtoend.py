@@ -627,6 +627,8 @@ def save_model(model, path, *, metadata: dict) -> Path:
     """Write ``model`` as a ``.keras`` file carrying ``metadata`` (from :func:`model_metadata`).
 
     The optimizer state is left out (it would triple the file and prediction never needs it).
+    Returns the path written: a demo-data model does not replace a real-data one (see
+    :func:`genrestudy.predict.model_destination`).
     """
     from . import predict
 
@@ -634,6 +636,7 @@ def save_model(model, path, *, metadata: dict) -> Path:
     if path.suffix != ".keras":
         raise ValueError(f"an end-to-end model is saved as a .keras file, got {path.name!r}")
     predict.check_header(metadata, path, kind="end-to-end")
+    path = predict.model_destination(path, synthetic=metadata["synthetic"])
     if int(model.output.shape[-1]) != len(metadata["classes"]):
         raise ValueError(f"the model has {int(model.output.shape[-1])} outputs for {len(metadata['classes'])} classes")
     # rebuilt from its config, not clone_model (which compiles the copy like the original)

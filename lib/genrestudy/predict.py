@@ -72,6 +72,27 @@ def default_model_path() -> Path:
     return paths.data_dir() / "models" / DEFAULT_MODEL_NAME
 
 
+def model_destination(path, *, synthetic: bool) -> Path:
+    """Where to save a model meant for ``path`` without losing a real-data model already there.
+
+    A model trained on the synthetic demo data never replaces one trained on real audio (the
+    demo run would otherwise overwrite the CLI's default model after a paper run): it goes
+    beside it as ``<name>.synthetic<suffix>``, with a warning. Anything else is saved at ``path``.
+    """
+    path = Path(path).expanduser()
+    if not synthetic or not path.exists():
+        return path
+    try:
+        existing = read_header(path)
+    except (ModelFileError, OSError):
+        return path  # not one of ours, or unreadable: replaced, as before
+    if existing.get("synthetic", True):
+        return path
+    beside = path.with_name(f"{path.stem}.synthetic{path.suffix}")
+    log.warning("%s holds a model trained on real audio; this demo-data model goes to %s instead", path, beside)
+    return beside
+
+
 # ---------------------------------------------------------------- the header
 
 def model_header(kind: str, *, classes, image_params: dict, backbone: str, weights: str, input_size: int,
@@ -372,9 +393,10 @@ def save_hybrid_model(path, booster, *, classes, image_params, backbone: str = "
         How the features were extracted (as in :func:`genrestudy.features.extract_features`);
         :func:`hybrid_settings` reads them off a feature set.
     synthetic : bool
-        Trained on the synthetic demo data.
+        Trained on the synthetic demo data (then a real-data model at ``path`` is kept and this
+        one saved beside it, see :func:`model_destination`).
 
-    The backbone is built once here to record its fingerprint (a few seconds).
+    Returns the path written. The backbone is built once here to record its fingerprint (a few seconds).
     """
     spec = features.backbone_spec(backbone)
     params = asdict(image_params) if isinstance(image_params, ImageParams) else asdict(ImageParams(**image_params))
@@ -397,7 +419,7 @@ def save_hybrid_model(path, booster, *, classes, image_params, backbone: str = "
         precision=precision, backbone_fingerprint=backbone_fingerprint(network),
         preprocessing=f"keras.applications.{spec.module}.preprocess_input ({spec.preprocessing})",
         num_iteration=int(booster.best_iteration or booster.current_iteration()), synthetic=synthetic)
-    path = Path(path).expanduser()
+    path = model_destination(path, synthetic=synthetic)
     with cache.atomic_path(path) as tmp:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
             archive.writestr(HEADER_ENTRY, json.dumps(header, indent=2, sort_keys=True, default=str))
