@@ -90,7 +90,7 @@ def test_continued_fit_equals_a_fresh_fit_without_sampling(data):
     assert longer.start_round == 4 and fresh.start_round == 0
     np.testing.assert_allclose(longer.state.logloss, fresh.state.logloss, rtol=1e-9)
     assert longer.valid_accuracy == fresh.valid_accuracy and longer.best_iteration == fresh.best_iteration
-    np.testing.assert_allclose(longer.state.raw_scores(data.X_valid), fresh.state.raw_scores(data.X_valid),
+    np.testing.assert_allclose(longer.state.raw_scores(data.X_valid)[0], fresh.state.raw_scores(data.X_valid)[0],
                                rtol=1e-9, atol=1e-12)
 
 

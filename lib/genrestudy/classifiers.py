@@ -227,14 +227,14 @@ class BoostingState:
     def rounds(self) -> int:
         return len(self.logloss)
 
-    def raw_scores(self, X: np.ndarray) -> np.ndarray:
-        """``(n, num_class)`` raw scores of the trees grown so far (the next segment's init score)."""
-        total = None
+    def raw_scores(self, *arrays: np.ndarray) -> list[np.ndarray]:
+        """``(n, num_class)`` raw scores of the trees grown so far on each array (the next
+        segment's init scores); each segment's model is parsed once for all the arrays."""
+        totals = [0.0] * len(arrays)
         for blob in self.models:
             booster = lgb.Booster(model_str=zlib.decompress(blob).decode())
-            scores = booster.predict(X, raw_score=True, num_threads=1)
-            total = scores if total is None else total + scores
-        return np.asarray(total, dtype=np.float64).reshape(len(X), -1)
+            totals = [t + booster.predict(X, raw_score=True, num_threads=1) for t, X in zip(totals, arrays)]
+        return [np.asarray(t, dtype=np.float64).reshape(len(X), -1) for t, X in zip(totals, arrays)]
 
 
 @dataclass
@@ -348,10 +348,11 @@ def fit_lightgbm(data: TrainingData, params: dict, *, num_boost_round: int, earl
     if not stopped and done < num_boost_round:
         if resume is not None:
             # the trees grown so far enter as init scores; the subsets share the bins of the originals
+            train_scores, valid_scores = resume.raw_scores(data.X_train, data.X_valid)
             train = train.subset(np.arange(used_rows)).construct()
-            train.set_init_score(resume.raw_scores(data.X_train).ravel(order="F"))
+            train.set_init_score(train_scores.ravel(order="F"))
             valid = valid.subset(np.arange(len(data.y_valid))).construct()
-            valid.set_init_score(resume.raw_scores(data.X_valid).ravel(order="F"))
+            valid.set_init_score(valid_scores.ravel(order="F"))
         full = lightgbm_params(params, num_class=data.num_class, seed=segment_seed(seed, done), num_threads=num_threads)
         booster = lgb.Booster(full, train)
         booster.add_valid(valid, "valid")
