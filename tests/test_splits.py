@@ -38,6 +38,13 @@ def test_same_seed_same_split_other_seed_other_split(protocol):
     assert a.equals(b) and not a.equals(c)
 
 
+def test_too_few_tracks_per_genre_is_one_clear_error():
+    segs = segments_table(genres=10, tracks=6, per_track=10)   # 6 tracks a genre: 1.2 left for valid + test
+    with pytest.raises(ValueError, match=r"too few tracks per label .* 'g\d' has 6 of 60; every label needs about 10"):
+        make_split(segs, "track", seed=0)
+    assert make_split(segments_table(genres=10, tracks=10, per_track=10), "track", seed=0).nunique() == 3
+
+
 def test_bad_arguments():
     segs = segments_table(2, 5, 2)
     with pytest.raises(ValueError, match="unknown split protocol"):

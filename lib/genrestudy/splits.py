@@ -27,9 +27,17 @@ def _three_way(items: pd.DataFrame, stratify: str, fractions, seed: int) -> pd.S
     train_f, valid_f, test_f = fractions
     rest_f = valid_f + test_f
     labels = items[stratify]
-    train_idx, rest_idx = train_test_split(items.index, test_size=rest_f, stratify=labels, random_state=seed)
-    valid_idx, test_idx = train_test_split(rest_idx, test_size=test_f / rest_f,
-                                           stratify=labels.loc[rest_idx], random_state=seed)
+    try:
+        train_idx, rest_idx = train_test_split(items.index, test_size=rest_f, stratify=labels, random_state=seed)
+        valid_idx, test_idx = train_test_split(rest_idx, test_size=test_f / rest_f,
+                                               stratify=labels.loc[rest_idx], random_state=seed)
+    except ValueError as err:
+        # scikit-learn's message speaks of its own two-way split; say what it means for this one
+        counts = labels.value_counts()
+        unit = "tracks" if items.index.name == "track_id" else "segments"
+        raise ValueError(f"too few {unit} per {stratify} for a stratified train/valid/test split with shares "
+                         f"{tuple(fractions)}: {counts.idxmin()!r} has {counts.min()} of {len(items)}; every "
+                         f"{stratify} needs about {int(np.ceil(2 / rest_f))} or more ({err})") from None
     out = pd.Series("train", index=items.index, name="split")
     out.loc[valid_idx] = "valid"
     out.loc[test_idx] = "test"
