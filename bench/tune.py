@@ -12,8 +12,8 @@ included) on both sides:
    an orthogonal array over Table 2 (every level of every axis 9 times, every pair of levels
    3 times), so their mean cost is the grid's, not a lucky draw's. It runs twice: as
    ``LGBMClassifier()`` is written, at LightGBM's default bins (``max_bin`` 255), and at the
-   study's bins (``--max-bin``, 63 as in notebooks 03 and 06). Their configurations per hour are
-   the two naive rates.
+   study's bins (``--max-bin``; by default :data:`genrestudy.classifiers.STUDY_MAX_BIN`, 63,
+   which notebooks 03, 05 and 06 use). Their configurations per hour are the two naive rates.
 2. **Equal work per configuration.** The same configurations through
    :func:`genrestudy.search.evaluate_candidates` (one binning, configurations side by side on one
    thread each, binning time included), each also trained to the full budget. The validation
@@ -143,7 +143,8 @@ def main(argv=None) -> int:
     parser.add_argument("--class-sep", type=float, default=2.0, help="make_classification's class separation")
     parser.add_argument("--rounds", type=int, default=27, help="maximum boosting rounds of a full-budget fit")
     parser.add_argument("--early-stopping", type=int, default=10)
-    parser.add_argument("--max-bin", type=int, default=63)
+    parser.add_argument("--max-bin", type=int, default=None,
+                        help="our side's bins (default: the study's, genrestudy.classifiers.STUDY_MAX_BIN)")
     parser.add_argument("--n-jobs", type=int, default=2)
     parser.add_argument("--compare-configs", type=int, default=27,
                         help="configurations timed naive vs ours (27: an orthogonal array over Table 2; "
@@ -164,7 +165,9 @@ def main(argv=None) -> int:
         parser.error(f"--grid-fraction must be in (0, 1], got {args.grid_fraction}")
 
     from genrestudy import search
-    from genrestudy.classifiers import TrainingData
+    from genrestudy.classifiers import STUDY_MAX_BIN, TrainingData
+
+    args.max_bin = STUDY_MAX_BIN if args.max_bin is None else args.max_bin
 
     load = os.getloadavg()[0]
     print(f"machine: {os.cpu_count()} cores, load average {load:.2f} at start", flush=True)

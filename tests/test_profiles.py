@@ -29,3 +29,18 @@ def test_paper_parameters_and_command_line(capsys):
     assert profiles.main(["check", "nope"]) == 1
     assert "unknown profile 'nope'" in capsys.readouterr().err
     assert profiles.main(["what"]) == 2
+
+
+def test_every_notebook_bins_lightgbm_as_the_study_does():
+    # one binning for the whole study: the searches' max_bin parameter is the library's default
+    import ast
+
+    from genrestudy import classifiers, paths
+
+    for stem in ("03_tune_lightgbm", "06_results"):
+        notebook = json.loads((paths.project_root() / "notebooks" / f"{stem}.ipynb").read_text())
+        cell = next(c for c in notebook["cells"] if "parameters" in c["metadata"].get("tags", []))
+        values = {node.targets[0].id: ast.literal_eval(node.value) for node in ast.parse("".join(cell["source"])).body
+                  if isinstance(node, ast.Assign)}
+        assert values["max_bin"] == classifiers.STUDY_MAX_BIN, stem
+        assert "max_bin" not in profiles.notebook_parameters("paper", stem)

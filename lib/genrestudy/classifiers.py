@@ -34,6 +34,12 @@ log = logging.getLogger(__name__)
 #: parameters that decide how features are binned; fixed for every fit on one TrainingData
 BINNING_PARAMS = ("max_bin", "min_data_in_bin")
 
+#: the study's LightGBM ``max_bin`` (LightGBM's default is 255; the paper does not say). Every
+#: fit of the study bins with it: the searches (notebooks 03, 06) and the hybrid of Table 8
+#: (notebook 05). 63 bins make a fit on 2,048 ResNet-50 columns about twice as fast as 255;
+#: ``bench/tune.py`` measures both, and the validation accuracy the coarser bins cost.
+STUDY_MAX_BIN = 63
+
 #: parameters every fit shares (not searched)
 FIXED_PARAMS = {
     "objective": "multiclass",
@@ -66,7 +72,7 @@ class TrainingData:
     X_valid: np.ndarray
     y_valid: np.ndarray
     num_class: int
-    max_bin: int = 255
+    max_bin: int = STUDY_MAX_BIN
     min_data_in_bin: int = 3
     key: str = field(default="", init=False)
 
@@ -138,7 +144,7 @@ def _binned(data: TrainingData) -> tuple[lgb.Dataset, lgb.Dataset]:
 
 
 def training_data(features: np.ndarray, labels: np.ndarray, split: pd.Series | np.ndarray, *,
-                  num_class: int | None = None, max_bin: int = 255, min_data_in_bin: int = 3) -> TrainingData:
+                  num_class: int | None = None, max_bin: int = STUDY_MAX_BIN, min_data_in_bin: int = 3) -> TrainingData:
     """Cut features and integer labels into the train and validation parts of ``split``.
 
     Parameters
