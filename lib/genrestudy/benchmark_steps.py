@@ -119,8 +119,8 @@ def fit_end_to_end(*, data: str = "auto", demo_clips_per_genre: int = 10, demo_s
 def fit_lightgbm(*, data: str = "auto", demo_clips_per_genre: int = 10, demo_seed: int = 0,
                  image_size: int = 224, weights: str | None = None, protocol: str = "track",
                  split_seed: int = 0, split_lists_dir: str | None = "auto", params: dict | None = None,
-                 num_boost_round: int = 100, early_stopping_rounds: int | None = 10, max_bin: int = classifiers.STUDY_MAX_BIN,
-                 seed: int = 0) -> dict:
+                 num_boost_round: int = 100, early_stopping_rounds: int | None = 10,
+                 max_bin: int = classifiers.STUDY_MAX_BIN, seed: int = 0) -> dict:
     """Fit LightGBM once on the cached ResNet-50 features (binning included, nothing cached).
 
     Parameters
@@ -224,7 +224,8 @@ def hybrid_predictor(model) -> Callable[[np.ndarray], np.ndarray]:
 
 
 def prediction_models(image_set, split, *, settings, weights=None, params: dict, num_boost_round: int,
-                      early_stopping_rounds: int | None = 10, max_bin: int = classifiers.STUDY_MAX_BIN, seed: int = 0) -> dict:
+                      early_stopping_rounds: int | None = 10, max_bin: int = classifiers.STUDY_MAX_BIN,
+                      seed: int = 0) -> dict:
     """The two pipelines as :mod:`genrestudy.predict` models, which ``genrestudy predict`` runs.
 
     The end-to-end model is :func:`genrestudy.endtoend.train_end_to_end`'s (from its cache when

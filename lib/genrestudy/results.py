@@ -140,8 +140,9 @@ def hybrid_test_probabilities(feature_set, split, *, budget: int, num_boost_roun
 
 def protocol_rows(image_set, feature_set, split, *, protocol: str, settings: endtoend.TrainSettings,
                   budget: int, num_boost_round: int, early_stopping_rounds: int | None, retrain_rounds: int,
-                  search_mode: str = "exhaustive", seed: int = 0, n_jobs: int = 2, max_bin: int = classifiers.STUDY_MAX_BIN, n_resamples: int = 1000,
-                  confidence: float = 0.95, progress: bool = True) -> pd.DataFrame:
+                  search_mode: str = "exhaustive", seed: int = 0, n_jobs: int = 2,
+                  max_bin: int = classifiers.STUDY_MAX_BIN, n_resamples: int = 1000, confidence: float = 0.95,
+                  progress: bool = True) -> pd.DataFrame:
     """Table 7's rows of every method under one split: the four LightGBM rows and the end-to-end model.
 
     ``feature_set`` must hold the features of ``image_set``'s images in the same order; the
