@@ -1,8 +1,9 @@
+import ast
 import json
 
 import pytest
 
-from genrestudy import profiles
+from genrestudy import classifiers, paths, profiles
 
 
 def test_demo_is_the_notebooks_defaults_and_the_default_without_gtzan(study_dirs):
@@ -33,10 +34,6 @@ def test_paper_parameters_and_command_line(capsys):
 
 def test_every_notebook_bins_lightgbm_as_the_study_does():
     # one binning for the whole study: the searches' max_bin parameter is the library's default
-    import ast
-
-    from genrestudy import classifiers, paths
-
     for stem in ("03_tune_lightgbm", "06_results"):
         notebook = json.loads((paths.project_root() / "notebooks" / f"{stem}.ipynb").read_text())
         cell = next(c for c in notebook["cells"] if "parameters" in c["metadata"].get("tags", []))

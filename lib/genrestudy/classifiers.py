@@ -145,7 +145,8 @@ def _binned(data: TrainingData) -> tuple[lgb.Dataset, lgb.Dataset]:
 
 
 def training_data(features: np.ndarray, labels: np.ndarray, split: pd.Series | np.ndarray, *,
-                  num_class: int | None = None, max_bin: int = STUDY_MAX_BIN, min_data_in_bin: int = 3) -> TrainingData:
+                  num_class: int | None = None, max_bin: int = STUDY_MAX_BIN,
+                  min_data_in_bin: int = 3) -> TrainingData:
     """Cut features and integer labels into the train and validation parts of ``split``.
 
     Parameters
