@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import tempfile
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -23,6 +24,8 @@ import pandas as pd
 from . import paths
 
 META_FILE = "meta.json"
+T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class CacheError(RuntimeError):
@@ -141,3 +144,66 @@ def save_array(path: Path, array: np.ndarray) -> None:
 def finish(entry: Path, meta: dict) -> None:
     """Mark ``entry`` complete by writing its ``meta.json`` (always the last file written)."""
     write_json(entry / META_FILE, meta)
+
+
+@contextmanager
+def entry_lock(entry: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the cache entry ``entry`` while the block runs.
+
+    A second process (a notebook in JupyterLab while ``run_all.sh`` runs) that asks for the
+    same entry waits here, then finds it complete instead of building it again. The lock is
+    an ``flock`` on ``<entry>.lock`` beside the entry, released when the holder exits or dies.
+    """
+    import fcntl
+
+    entry = Path(entry)
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    with open(entry.with_name(entry.name + ".lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def open_or_build(kind: str, key: str, *, open_entry: Callable[[Path], T], build: Callable[[Path], dict],
+                  root: Path | None = None) -> T:
+    """The one way the study reads or makes a cache entry: open ``kind/key``, or build it.
+
+    Parameters
+    ----------
+    kind, key : str
+        The entry ``<cache_dir>/<kind>/<key>/`` (:func:`entry_dir`).
+    open_entry : callable
+        ``open_entry(entry) -> T`` reads a complete entry; it raises :class:`CacheError`,
+        ``OSError`` or ``ValueError`` when the entry is damaged, which is then rebuilt.
+    build : callable
+        ``build(entry) -> meta`` writes the entry's files into the (existing, writable) folder
+        and returns its metadata; :func:`finish` then writes ``meta.json`` last.
+    root : path, optional
+        Cache folder (default :func:`genrestudy.paths.cache_dir`).
+
+    Returns
+    -------
+    T
+        ``open_entry(entry)`` of the complete entry. Building holds :func:`entry_lock`, so two
+        processes never build one entry side by side.
+    """
+    entry = entry_dir(kind, key, root)
+    if is_complete(entry):
+        try:
+            return open_entry(entry)
+        except (CacheError, OSError, ValueError):
+            pass  # damaged: rebuilt below, under the lock
+    make_writable_dir(entry.parent)
+    with entry_lock(entry):
+        if is_complete(entry):  # finished by another process while this one waited
+            try:
+                return open_entry(entry)
+            except (CacheError, OSError, ValueError) as exc:
+                log.warning("%s cache %s is damaged (%s); rebuilding it", kind, entry, exc)
+                (entry / META_FILE).unlink(missing_ok=True)
+        make_writable_dir(entry)
+        meta = build(entry)
+        finish(entry, {"kind": kind, "key": key, **meta})
+    return open_entry(entry)
