@@ -4,7 +4,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from .images import ImageSet
+from ..images import ImageSet
 
 
 def mel_per_genre(image_set: ImageSet, *, segment: int = 0, seed: int = 0) -> plt.Figure:
