@@ -3,8 +3,10 @@
 #   ./run_all.sh          set up .venv on first use, then run every numbered notebook in order
 #   ./run_all.sh test     the full test suite: pytest on lib/ + nbval on every notebook
 #   ./run_all.sh lab      JupyterLab on the notebooks, with the project's environment
-#   ./run_all.sh [--profile demo|paper] [NN ...]
-#                         a profile (default: paper when data/gtzan exists, else demo), and
+#   ./run_all.sh clean    remove the caches (data/cache) and say how much they held
+#   ./run_all.sh [--profile demo|paper] [-p NAME VALUE ...] [NN ...]
+#                         a profile (default: paper when data/gtzan exists, else demo), parameters
+#                         given to every notebook that has them (e.g. -p n_mels 96), and
 #                         optionally only the notebooks numbered NN (e.g. 03), same parameters
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -31,17 +33,19 @@ setup() {
 }
 
 run_study() {
-    local profile="" selected=()
+    local profile="" selected=() overrides=()
     while [ $# -gt 0 ]; do
         case "$1" in
             --profile) profile="${2:?--profile needs demo or paper}"; shift 2 ;;
             --profile=*) profile="${1#--profile=}"; shift ;;
+            -p|--parameter) [ $# -ge 3 ] || { echo "run_all.sh: $1 needs NAME VALUE" >&2; exit 2; }
+                overrides+=(-p "$2" "$3"); shift 3 ;;
             [0-9][0-9]) selected+=("$1"); shift ;;
-            *) echo "run_all.sh: unknown argument '$1' (expected --profile demo|paper, or notebook numbers like 03)" >&2; exit 2 ;;
+            *) echo "run_all.sh: unknown argument '$1' (expected --profile demo|paper, -p NAME VALUE, or notebook numbers like 03)" >&2; exit 2 ;;
         esac
     done
     [ -n "$profile" ] || profile=$("$PY" -m genrestudy.profiles default)
-    "$PY" -m genrestudy.profiles check "$profile" || exit 1
+    "$PY" -m genrestudy.profiles check "$profile" "${overrides[@]}" || exit 1
     local out=build/executed/$profile
     mkdir -p "$out"
     echo "== profile: $profile"
@@ -54,15 +58,17 @@ run_study() {
             continue
         fi
         echo "== $name"
-        local t0=$SECONDS
-        if ! "$VENV/bin/papermill" --log-output --no-progress-bar -y "$("$PY" -m genrestudy.profiles params "$profile" "$stem")" \
+        local t0=$SECONDS budget
+        budget=$("$PY" -m genrestudy.profiles budget "$profile" "$nb")
+        if ! "$VENV/bin/papermill" --log-output --no-progress-bar \
+                -y "$("$PY" -m genrestudy.profiles params "$profile" "$nb" "${overrides[@]}")" \
                 "$nb" "$out/$name" > "$out/$stem.log" 2>&1; then
             echo "run_all.sh: $name failed; its error:" >&2
             grep -A 15 -E "^(-{10,}|[A-Za-z]*Error|Exception)" "$out/$stem.log" | tail -n 25 >&2 || tail -n 25 "$out/$stem.log" >&2
             echo "full log: $out/$stem.log; executed notebook: $out/$name" >&2
             exit 1
         fi
-        echo "   $((SECONDS - t0)) s"
+        echo "   $((SECONDS - t0)) s${budget:+ (demo budget $budget s)}"
     done
     echo "== done in $((SECONDS - started)) s (profile $profile)"
     echo "executed notebooks and logs: $out/"
@@ -79,9 +85,10 @@ run_tests() {
 
 case "${1:-study}" in
     study) shift || true; setup; run_study "$@" ;;
-    --profile|--profile=*|[0-9][0-9]) setup; run_study "$@" ;;
+    --profile|--profile=*|-p|--parameter|[0-9][0-9]) setup; run_study "$@" ;;
     test) shift; setup; run_tests "$@" ;;
+    clean) shift; setup; "$PY" -m genrestudy.cache clean "$@" ;;
     lab) shift; setup; exec "$VENV/bin/jupyter" lab notebooks "$@" ;;
-    -h|--help|help) sed -n '2,8p' "$0" | sed 's/^# //' ;;
-    *) echo "run_all.sh: unknown command '$1' (expected: test, lab, or nothing)" >&2; exit 2 ;;
+    -h|--help|help) sed -n '2,11p' "$0" | sed 's/^# //' ;;
+    *) echo "run_all.sh: unknown command '$1' (expected: test, lab, clean, or nothing)" >&2; exit 2 ;;
 esac

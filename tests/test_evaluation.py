@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from genrestudy import evaluation
+from genrestudy import evaluation, plots
 
 CLASSES = ["blues", "classical", "rock"]
 
@@ -30,7 +30,7 @@ def test_confusion_and_report():
     report = evaluation.per_class_report(y_true, y_pred, classes=CLASSES)
     assert report["genre"].tolist() == CLASSES and report["support"].tolist() == [2, 1, 2]
     assert report.set_index("genre").loc["classical", "f1"] == 1.0
-    fig = evaluation.plot_confusion(cm, title="t")
+    fig = plots.plot_confusion(cm, title="t")
     assert [t.get_text() for t in fig.axes[0].texts][:3] == ["1", "0", "1"]
 
 

@@ -9,7 +9,7 @@ from sklearn.experimental import enable_halving_search_cv  # noqa: F401
 from sklearn.model_selection import HalvingGridSearchCV
 from sklearn.tree import DecisionTreeClassifier
 
-from genrestudy import search
+from genrestudy import plots, search, tuning
 from genrestudy.classifiers import training_data
 
 
@@ -103,17 +103,17 @@ def test_aggressive_elimination_reuses_fits_at_a_repeated_resource(data):
     assert result.n_fits == 10  # the second rung's three fits at 4 rounds are reused, not repeated
 
 
-def test_equal_budget_comparison_and_summary(data):
+def test_equal_budget_comparison_and_summary(data, study_dirs):
     train, X_test, y_test = data
-    per_seed, searches = search.compare_at_equal_budget(train, X_test, y_test, budget=3, seeds=[0, 1],
+    per_seed, searches = tuning.compare_at_equal_budget(train, X_test, y_test, budget=3, seeds=[0, 1],
                                                         num_boost_round=10, early_stopping_rounds=5,
                                                         progress=False)
     assert len(per_seed) == 4 and set(per_seed["method"]) == {"grid", "random"}
     assert (per_seed["n_fits"] == 3).all() and per_seed["test_accuracy"].between(0, 1).all()
-    summary = search.summarize_comparison(per_seed)
+    summary = tuning.summarize_comparison(per_seed)
     row = summary.set_index("method").loc["grid"]
     assert row["valid_accuracy_ci_low"] <= row["valid_accuracy_mean"] <= row["valid_accuracy_ci_high"]
-    fig = search.plot_search_trace({m: [searches[s][m] for s in searches] for m in ("grid", "random")})
+    fig = plots.plot_search_trace({m: [searches[s][m] for s in searches] for m in ("grid", "random")})
     assert len(fig.axes[0].get_legend().get_texts()) == 2
 
 

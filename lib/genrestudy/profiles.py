@@ -6,35 +6,40 @@
   Table 2 grid, 2000 boosting rounds, 25 epochs end to end). It refuses to start, in one
   line, when GTZAN or the weights are missing.
 
-``python -m genrestudy.profiles default|check PROFILE|params PROFILE NOTEBOOK`` is what
-``run_all.sh`` calls.
+A profile sets the study inputs (:class:`genrestudy.study.StudyInputs`) once; each notebook
+gets those of them that its ``parameters`` cell has, plus the profile's settings of that
+notebook alone. ``-p NAME VALUE`` (``./run_all.sh -p n_mels 96``) overrides a parameter in
+every notebook that has it, and is refused when no notebook has it.
+
+``python -m genrestudy.profiles default | check PROFILE [-p NAME VALUE ...] |
+params PROFILE NOTEBOOK [-p NAME VALUE ...] | budget PROFILE NOTEBOOK`` is what ``run_all.sh`` calls.
 """
 from __future__ import annotations
 
+import ast
 import json
 import sys
+from pathlib import Path
 
 from . import paths
 
-PAPER = {
-    "01_preprocess": {"data": "gtzan"},
-    "02_extract_features": {"data": "gtzan", "backbone": "ResNet50", "weights": "imagenet"},
-    "03_tune_lightgbm": {"data": "gtzan", "weights": "imagenet", "protocol": "paper",
-                         "search_mode": "halving", "budget": 6561, "num_boost_round": 2000,
-                         "early_stopping_rounds": 50, "retrain_rounds": 2000, "seeds": [0, 1, 2, 3, 4],
-                         "n_jobs": -1},
-    "04_finetune_resnet50": {"data": "gtzan", "profile": "paper", "weights": "imagenet", "protocol": "paper"},
-    # 05: the real steps, unreduced (None: every training image / epoch of the profile / image)
-    "05_efficiency": {"data": "gtzan", "weights": "imagenet", "profile": "paper", "protocol": "paper",
-                      "fit_head_epochs": None, "fit_finetune_epochs": None, "fit_max_train_images": None,
-                      "lightgbm_rounds": 2000, "early_stopping_rounds": 50, "extract_max_images": None,
-                      "file_repeats": 30},
-    "06_results": {"data": "gtzan", "weights": "imagenet", "profile": "paper",
-                   "protocols": ["paper", "track", "filtered"], "search_mode": "halving", "budget": 6561,
-                   "num_boost_round": 2000, "early_stopping_rounds": 50, "retrain_rounds": 2000, "n_jobs": -1,
-                   "n_resamples": 1000},
+#: the paper profile's study inputs (every notebook that has the parameter gets it)
+PAPER_INPUTS = {"data": "gtzan", "weights": "imagenet", "profile": "paper", "protocol": "paper",
+                "search_mode": "halving", "budget": 6561, "num_boost_round": 2000, "early_stopping_rounds": 50,
+                "retrain_rounds": 2000, "seeds": [0, 1, 2, 3, 4]}
+#: the paper profile's settings of single notebooks
+PAPER_NOTEBOOKS = {
+    "03_tune_lightgbm": {"n_jobs": -1},
+    # the real steps, unreduced (None: every training image / epoch of the profile / image)
+    "08_efficiency": {"fit_head_epochs": None, "fit_finetune_epochs": None, "fit_max_train_images": None,
+                      "lightgbm_rounds": 2000, "extract_max_images": None, "file_repeats": 30},
+    "09_results": {"protocols": ["paper", "track", "filtered"], "n_jobs": -1, "n_resamples": 1000},
 }
-PROFILES = {"demo": {}, "paper": PAPER}
+PROFILES = {"demo": ({}, {}), "paper": (PAPER_INPUTS, PAPER_NOTEBOOKS)}
+
+#: the demo's time budget per notebook on the project's 2-core machine, after set-up (seconds)
+DEMO_BUDGET_SECONDS = {"01": 30, "02": 120, "03": 60, "04": 100, "05": 60, "06": 150, "07": 150, "08": 120,
+                       "09": 60}
 
 
 class ProfileError(RuntimeError):
@@ -47,16 +52,82 @@ def default_profile() -> str:
     return "paper" if gtzan.is_dir() and any(gtzan.iterdir()) else "demo"
 
 
-def notebook_parameters(profile: str, notebook: str) -> dict:
-    """Parameters of ``notebook`` (its file stem, e.g. ``03_tune_lightgbm``) under ``profile``."""
+def notebooks_dir() -> Path:
+    return paths.project_root() / "notebooks"
+
+
+def _notebook_path(notebook: str) -> Path:
+    path = Path(notebook)
+    if path.suffix != ".ipynb":
+        path = notebooks_dir() / f"{notebook}.ipynb"
+    if not path.is_file():
+        raise ProfileError(f"no notebook {path}")
+    return path
+
+
+def notebook_defaults(notebook: str) -> dict:
+    """The names and default values of a notebook's ``parameters`` cell (plain literals only)."""
+    path = _notebook_path(notebook)
+    cells = json.loads(path.read_text())["cells"]
+    tagged = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if len(tagged) != 1:
+        raise ProfileError(f"{path.name} has {len(tagged)} cells tagged 'parameters'; it needs exactly one")
+    out = {}
+    for node in ast.parse("".join(tagged[0]["source"])).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            out[node.targets[0].id] = ast.literal_eval(node.value)
+    return out
+
+
+def parse_value(text: str):
+    """A ``-p`` value as papermill reads one: a Python/JSON literal (``96``, ``None``, ``[0, 1]``), else the string."""
+    for parse in (json.loads, ast.literal_eval):
+        try:
+            return parse(text)
+        except (ValueError, SyntaxError):
+            continue
+    return text
+
+
+def parse_overrides(args: list[str]) -> dict:
+    """``["-p", "n_mels", "96", ...]`` → ``{"n_mels": 96, ...}``."""
+    out, rest = {}, list(args)
+    while rest:
+        flag = rest.pop(0)
+        if flag not in ("-p", "--parameter") or len(rest) < 2:
+            raise ProfileError(f"expected '-p NAME VALUE', got {' '.join([flag, *rest[:2]])!r}")
+        name, value = rest.pop(0), rest.pop(0)
+        out[name] = parse_value(value)
+    return out
+
+
+def notebook_parameters(profile: str, notebook: str, overrides: dict | None = None) -> dict:
+    """Parameters of ``notebook`` (a path or a file stem such as ``03_tune_lightgbm``) under
+    ``profile``, with ``overrides`` applied where the notebook has the parameter."""
     if profile not in PROFILES:
         raise ProfileError(f"unknown profile {profile!r}; expected one of {', '.join(PROFILES)}")
-    return dict(PROFILES[profile].get(notebook, {}))
+    names = notebook_defaults(notebook)
+    inputs, per_notebook = PROFILES[profile]
+    stem = _notebook_path(notebook).stem
+    given = {**inputs, **per_notebook.get(stem, {}), **(overrides or {})}
+    return {k: v for k, v in given.items() if k in names}
+
+
+def check_overrides(overrides: dict) -> None:
+    """Refuse an override that no notebook has as a parameter (a typo would otherwise do nothing)."""
+    known = set()
+    for path in sorted(notebooks_dir().glob("[0-9][0-9]_*.ipynb")):
+        known |= set(notebook_defaults(str(path)))
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ProfileError(f"no notebook has the parameter(s) {', '.join(unknown)}; "
+                           f"known: {', '.join(sorted(known))}")
 
 
 def check_profile(profile: str) -> None:
     """Raise :class:`ProfileError` when ``profile`` lacks what it needs on this machine."""
-    notebook_parameters(profile, "")
+    if profile not in PROFILES:
+        raise ProfileError(f"unknown profile {profile!r}; expected one of {', '.join(PROFILES)}")
     if profile != "paper":
         return
     from .dataset import GTZAN_HINT
@@ -64,7 +135,7 @@ def check_profile(profile: str) -> None:
     gtzan = paths.data_dir() / "gtzan"
     if not (gtzan.is_dir() and any(gtzan.iterdir())):
         raise ProfileError(f"the paper profile needs GTZAN, and {gtzan} is missing or empty: {GTZAN_HINT}")
-    from .features import imagenet_weights_path
+    from .backbones import imagenet_weights_path
 
     weights = imagenet_weights_path("ResNet50")
     if not weights.is_file():
@@ -77,13 +148,16 @@ def main(argv=None) -> int:
     try:
         if args == ["default"]:
             print(default_profile())
-        elif len(args) == 2 and args[0] == "check":
+        elif len(args) >= 2 and args[0] == "check":
             check_profile(args[1])
-        elif len(args) == 3 and args[0] == "params":
-            print(json.dumps(notebook_parameters(args[1], args[2])))
+            check_overrides(parse_overrides(args[2:]))
+        elif len(args) >= 3 and args[0] == "params":
+            print(json.dumps(notebook_parameters(args[1], args[2], parse_overrides(args[3:]))))
+        elif len(args) == 3 and args[0] == "budget":
+            print(DEMO_BUDGET_SECONDS.get(Path(args[2]).name[:2], "") if args[1] == "demo" else "")
         else:
-            print("usage: python -m genrestudy.profiles default | check PROFILE | params PROFILE NOTEBOOK",
-                  file=sys.stderr)
+            print("usage: python -m genrestudy.profiles default | check PROFILE [-p NAME VALUE ...] | "
+                  "params PROFILE NOTEBOOK [-p NAME VALUE ...] | budget PROFILE NOTEBOOK", file=sys.stderr)
             return 2
     except ProfileError as exc:
         print(f"run_all.sh: {exc}", file=sys.stderr)

@@ -30,15 +30,13 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 
 import joblib
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from scipy import stats
 from sklearn.model_selection import ParameterGrid, ParameterSampler
 from tqdm.auto import tqdm
 
-from . import evaluation
-from .classifiers import BoostingState, TrainingData, fit_lightgbm, predict_proba
+from .classifiers import BoostingState, TrainingData, fit_lightgbm
 
 log = logging.getLogger(__name__)
 
@@ -378,115 +376,3 @@ def random_search(data: TrainingData, *, n_iter: int, space: dict | None = None,
     """Random Search: ``n_iter`` draws from :data:`RANDOM_SPACE` (``search_kw`` as in :func:`run_search`)."""
     return run_search(data, random_candidates(n_iter, seed=seed, space=space), method="random", seed=seed,
                       **search_kw)
-
-
-def retrain_best(data: TrainingData, result: SearchResult, *, num_boost_round: int,
-                 early_stopping_rounds: int | None = 50, seed: int = 0, num_threads: int | None = None):
-    """Retrain a search's winner at the full budget, recording its learning curve (Tables 5/6, Fig 6).
-
-    Returns the :class:`~genrestudy.classifiers.FitResult` with its booster kept; the test split
-    is for the caller to score once, with :func:`score_test_split`.
-    """
-    return fit_lightgbm(data, result.best_params, num_boost_round=num_boost_round,
-                        early_stopping_rounds=early_stopping_rounds, seed=seed,
-                        num_threads=num_threads or (os.cpu_count() or 1), record_curve=True, keep_model=True)
-
-
-def score_test_split(booster, X_test: np.ndarray, y_test: np.ndarray, *, track_ids=None) -> dict:
-    """Accuracy/precision/recall/F1 of ``booster`` on the test split (and track-level accuracy when
-    ``track_ids`` are given), plus the predictions for confusion matrices."""
-    proba = predict_proba(booster, X_test)
-    y_pred = proba.argmax(axis=1)
-    scores = evaluation.classification_metrics(y_test, y_pred)
-    if track_ids is not None:
-        scores["track_accuracy"] = evaluation.track_level_accuracy(proba, y_test, track_ids)
-    return {"scores": scores, "y_pred": y_pred, "proba": proba}
-
-
-def compare_at_equal_budget(data: TrainingData, X_test: np.ndarray, y_test: np.ndarray, *, budget: int,
-                            seeds: list[int], mode: str = "exhaustive", num_boost_round: int = 1000,
-                            early_stopping_rounds: int | None = 50, n_jobs: int = 2,
-                            scheduler_address: str | None = None, progress: bool = True,
-                            **halving_kw) -> tuple[pd.DataFrame, dict[int, dict[str, SearchResult]]]:
-    """Grid vs Random at the same number of fits, the same rounds and the same data, per seed.
-
-    For each seed, Grid Search gets ``budget`` points of Table 2 (all of them when ``budget >=
-    6561``) and Random Search ``budget`` draws from :data:`RANDOM_SPACE`; both run the same mode
-    with the same LightGBM seed. Each winner is refitted once at the full round budget (the
-    fit is deterministic, so after an exhaustive search its validation score is the search's)
-    and scores the test split once; that refit is not counted in ``n_fits``.
-
-    Returns
-    -------
-    per_seed : pd.DataFrame
-        ``seed, method, n_fits, wall_seconds, valid_accuracy, test_accuracy`` and the winner's parameters.
-    searches : dict
-        ``{seed: {"grid": SearchResult, "random": SearchResult}}`` (for traces).
-    """
-    if isinstance(seeds, (str, bytes)) or not all(isinstance(s, (int, np.integer)) for s in seeds) or not seeds:
-        raise ValueError(f"seeds must be a non-empty list of integers, got {seeds!r}")
-    rows, searches = [], {}
-    for seed in tqdm(list(seeds), desc="seeds", disable=not progress):
-        searches[seed] = {}
-        for method, candidates in (("grid", grid_candidates(budget, seed=seed)),
-                                   ("random", random_candidates(budget, seed=seed))):
-            result = run_search(data, candidates, method=method, mode=mode, num_boost_round=num_boost_round,
-                                early_stopping_rounds=early_stopping_rounds, seed=seed, n_jobs=n_jobs,
-                                scheduler_address=scheduler_address, progress=progress, **halving_kw)
-            refit = fit_lightgbm(data, result.best_params, num_boost_round=num_boost_round,
-                                 early_stopping_rounds=early_stopping_rounds, seed=seed,
-                                 num_threads=os.cpu_count() or 1, keep_model=True)
-            test = score_test_split(refit.booster, X_test, y_test)["scores"]
-            searches[seed][method] = result
-            rows.append({"seed": seed, "method": method, "mode": mode, "n_fits": result.n_fits,
-                         "wall_seconds": result.wall_seconds, "valid_accuracy": refit.valid_accuracy,
-                         "test_accuracy": test["accuracy"], **result.best_params})
-    return pd.DataFrame(rows), searches
-
-
-def summarize_comparison(per_seed: pd.DataFrame, *, confidence: float = 0.95) -> pd.DataFrame:
-    """Mean and ``confidence`` t-interval over seeds of each method's validation/test accuracy and wall time."""
-    rows = []
-    for method, group in per_seed.groupby("method", sort=True):
-        row = {"method": method, "n_seeds": len(group), "n_fits": int(group["n_fits"].iloc[0])}
-        for column in ("valid_accuracy", "test_accuracy", "wall_seconds"):
-            mean, low, high = evaluation.mean_ci(group[column].to_numpy(), confidence=confidence)
-            row.update({f"{column}_mean": mean, f"{column}_ci_low": low, f"{column}_ci_high": high})
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def plot_search_trace(results: dict[str, SearchResult | list[SearchResult]], *, ax=None) -> plt.Figure:
-    """Best validation accuracy so far vs number of fits, one line per search (thin lines per seed)."""
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(6.4, 4.0))
-    else:
-        fig = ax.figure
-    for colour, (label, runs) in zip(plt.rcParams["axes.prop_cycle"].by_key()["color"], results.items()):
-        runs = runs if isinstance(runs, list) else [runs]
-        for k, run in enumerate(runs):
-            best_so_far = run.trace["valid_accuracy"].cummax().to_numpy() * 100
-            ax.step(run.trace["fit"], best_so_far, where="post", color=colour, alpha=0.9 if len(runs) == 1 else 0.6,
-                    label=f"{label} ({run.mode})" if k == 0 else None)
-    ax.set_xlabel("number of fits")
-    ax.set_ylabel("best validation accuracy so far (%)")
-    ax.set_title("Grid vs Random Search")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    return fig
-
-
-def plot_learning_curve(curve: pd.DataFrame, *, ax=None, title: str = "LightGBM multi-logloss") -> plt.Figure:
-    """Train vs validation multi-logloss over boosting iterations (Fig 6)."""
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(6.4, 4.0))
-    else:
-        fig = ax.figure
-    ax.plot(curve["iteration"], curve["train_logloss"], label="train")
-    ax.plot(curve["iteration"], curve["valid_logloss"], label="validation")
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("multi-logloss")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    return fig

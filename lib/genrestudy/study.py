@@ -1,22 +1,155 @@
-"""The study's steps with the defaults every notebook shares.
+"""The study's inputs: one frozen set of settings that every notebook builds and every cache derives from.
 
-Each notebook calls these with its own parameters; because every step is cached, a later
-notebook that needs an earlier step's output gets it at once when that step already ran
-with the same parameters, and computes it otherwise (so each notebook also runs alone).
+A parameter that determines the data, the images, the split, the backbone or the searches
+is a field of :class:`StudyInputs`. Every notebook has the same names in its ``parameters``
+cell with the same defaults (a test checks it) and builds its inputs with
+:meth:`StudyInputs.from_parameters`, so a value given once (``./run_all.sh -p n_mels 96``, or
+a profile) reaches every notebook that depends on it, and the same inputs name the same
+cache entries whichever notebook asks first.
+
+>>> inputs = StudyInputs(n_mels=96)
+>>> inputs.image_params()["n_mels"]
+96
 """
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import pandas as pd
 
-from . import dataset, demo, paths
-from .images import ImageParams, ImageSet, build_image_set
+from . import cache, dataset, demo, paths
 
 log = logging.getLogger(__name__)
 
+#: fields of :class:`StudyInputs` that determine the mel images (:class:`genrestudy.images.ImageParams`)
+IMAGE_FIELDS = ("n_segments", "segment_seconds", "n_fft", "hop_length", "n_mels", "image_size")
+
+
+@dataclass(frozen=True)
+class StudyInputs:
+    """Everything that determines the study's data, images, split, features and searches.
+
+    Attributes
+    ----------
+    data : str
+        ``"auto"`` (GTZAN in ``data/gtzan`` if present, else the synthetic demo set),
+        ``"demo"``, ``"gtzan"``, or a folder holding a data set (:func:`locate_data`).
+    demo_clips_per_genre, demo_seed : int
+        Size and seed of the synthetic demo set.
+    n_segments, segment_seconds, n_fft, hop_length, n_mels, image_size
+        Segmentation and mel-image settings (:class:`genrestudy.images.ImageParams`).
+    protocol : {"paper", "track", "filtered"}
+        The split protocol a notebook works on (the results notebook runs a list of them).
+    split_seed : int
+        Seed of the random protocols' splits.
+    split_lists_dir : str
+        Folder of the filtered split's lists (``"auto"``: ``../shared/data/gtzan_splits``).
+    backbone, weights, input_size, precision
+        The frozen feature extractor (:func:`genrestudy.features.extract_features`): its name,
+        its weights (None: random init, fixed by ``seed``; ``"imagenet"``; a file; the
+        end-to-end model starts from the same weights), the side it runs at (None: its own)
+        and its arithmetic (``"auto"``, ``"float32"``, ``"bfloat16"``, ...).
+    search_mode, budget, num_boost_round, early_stopping_rounds
+        The LightGBM searches: exhaustive or halving, fits per search, rounds per fit, patience.
+    retrain_rounds, retrain_seed
+        The retrained winners (Tables 5/6, the "LightGBM (…)" rows of Table 7): rounds, and the
+        seed of their fresh fit, which must differ from the searches' so that the retrain is
+        another draw of bagging and feature sampling.
+    seeds : tuple of int
+        Seeds of the repeated Grid-vs-Random comparison; the first is the paper-style run
+        that Table 7's LightGBM rows use.
+    max_bin : int
+        LightGBM binning (:data:`genrestudy.classifiers.STUDY_MAX_BIN`).
+    profile : str
+        The end-to-end training profile (:data:`genrestudy.endtoend.PROFILES`).
+    seed : int
+        Random initialisation of the backbone when ``weights`` is None.
+    """
+
+    data: str = "auto"
+    demo_clips_per_genre: int = 10
+    demo_seed: int = 0
+    n_segments: int = 10
+    segment_seconds: float = 3.0
+    n_fft: int = 2048
+    hop_length: int = 512
+    n_mels: int = 128
+    image_size: int = 224
+    protocol: str = "track"
+    split_seed: int = 0
+    split_lists_dir: str = "auto"
+    backbone: str = "ResNet50"
+    weights: str | None = None
+    input_size: int | None = None
+    precision: str = "auto"
+    seed: int = 0
+    search_mode: str = "exhaustive"
+    budget: int = 6
+    num_boost_round: int = 20
+    early_stopping_rounds: int | None = 10
+    retrain_rounds: int = 100
+    retrain_seed: int = 1
+    seeds: tuple = (0, 1)
+    max_bin: int = 63
+    profile: str = "demo"
+
+    def __post_init__(self):
+        from .splits import PROTOCOLS
+
+        object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))
+        problems = []
+        if self.protocol not in PROTOCOLS:
+            problems.append(f"protocol={self.protocol!r} (expected one of {', '.join(PROTOCOLS)})")
+        if not self.seeds:
+            problems.append("seeds=() (at least one seed)")
+        elif self.retrain_seed == self.seeds[0]:
+            problems.append(f"retrain_seed={self.retrain_seed} equals the first search seed (a retrain needs another seed)")
+        if self.search_mode not in ("exhaustive", "halving"):
+            problems.append(f"search_mode={self.search_mode!r} (expected 'exhaustive' or 'halving')")
+        for name in ("budget", "num_boost_round", "retrain_rounds", "demo_clips_per_genre"):
+            if int(getattr(self, name)) < 1:
+                problems.append(f"{name}={getattr(self, name)!r} (expected >= 1)")
+        if problems:
+            raise ValueError("invalid study inputs: " + "; ".join(problems))
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+    @classmethod
+    def from_parameters(cls, namespace: dict, **overrides) -> "StudyInputs":
+        """The inputs named in ``namespace`` (a notebook's ``globals()``), the defaults for the others.
+
+        Only the names of :class:`StudyInputs` are read, so a notebook's own parameters (plot
+        sizes, file names) stay its own.
+        """
+        given = {name: namespace[name] for name in cls.names() if name in namespace}
+        return cls(**{**given, **overrides})
+
+    def with_(self, **changes) -> "StudyInputs":
+        """A copy with ``changes`` (e.g. another protocol)."""
+        return replace(self, **changes)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def image_params(self) -> dict:
+        """The fields of :class:`genrestudy.images.ImageParams` these inputs set."""
+        return {name: getattr(self, name) for name in IMAGE_FIELDS}
+
+    def search_settings(self) -> dict:
+        """What determines a LightGBM search's outcome besides its data and seed."""
+        return {"mode": self.search_mode, "budget": int(self.budget), "num_boost_round": int(self.num_boost_round),
+                "early_stopping_rounds": self.early_stopping_rounds}
+
+    def key(self) -> str:
+        """A hash of every input (names a run; caches use the narrower keys of each step)."""
+        return cache.cache_key("study-inputs", self.as_dict())
+
+
+# ---------------------------------------------------------------- data
 
 @dataclass(frozen=True)
 class DataSource:
@@ -31,17 +164,12 @@ class DataSource:
 
 
 def locate_data(data: str = "auto", *, demo_clips_per_genre: int = 10, demo_seed: int = 0) -> DataSource:
-    """Resolve the ``data`` parameter of the notebooks.
+    """Resolve the ``data`` input.
 
-    Parameters
-    ----------
-    data : str
-        ``"auto"``: GTZAN in ``data/gtzan`` if present, else the synthetic demo set (with a
-        message saying where GTZAN goes); ``"demo"``: always the synthetic set;
-        ``"gtzan"``: ``data/gtzan``, an error if absent; any other string: a folder holding
-        a data set in one of the layouts of :mod:`genrestudy.dataset`.
-    demo_clips_per_genre, demo_seed : int
-        Size and seed of the synthetic set.
+    ``"auto"``: GTZAN in ``data/gtzan`` if present, else the synthetic demo set (with a
+    message saying where GTZAN goes); ``"demo"``: always the synthetic set; ``"gtzan"``:
+    ``data/gtzan``, an error if absent; any other string: a folder holding a data set in one
+    of the layouts of :mod:`genrestudy.dataset`.
     """
     gtzan = paths.data_dir() / "gtzan"
     if data == "auto":
@@ -60,18 +188,38 @@ def locate_data(data: str = "auto", *, demo_clips_per_genre: int = 10, demo_seed
     return DataSource(root, synthetic=demo.is_synthetic(root))
 
 
-def scan(source: DataSource, *, n_jobs: int = 2) -> pd.DataFrame:
-    """The data manifest of ``source`` (cached)."""
-    return dataset.scan_dataset(source.root, n_jobs=n_jobs)
+def source(inputs: StudyInputs) -> DataSource:
+    """The data source of ``inputs``."""
+    return locate_data(inputs.data, demo_clips_per_genre=inputs.demo_clips_per_genre, demo_seed=inputs.demo_seed)
 
 
-def image_set(data: str = "auto", *, demo_clips_per_genre: int = 10, demo_seed: int = 0,
-              n_jobs: int = -1, **image_params) -> ImageSet:
-    """The mel images of a data set (notebook 01's product), built or taken from the cache.
+def scan(data_source: DataSource, *, n_jobs: int = 2) -> pd.DataFrame:
+    """The data manifest of ``data_source`` (cached)."""
+    return dataset.scan_dataset(data_source.root, n_jobs=n_jobs)
 
-    ``image_params`` are the fields of :class:`genrestudy.images.ImageParams` (``n_segments``,
-    ``segment_seconds``, ``n_fft``, ``hop_length``, ``n_mels``, ``image_size``, ...).
-    """
-    source = locate_data(data, demo_clips_per_genre=demo_clips_per_genre, demo_seed=demo_seed)
-    manifest = scan(source)
-    return build_image_set(manifest, ImageParams(**image_params), synthetic=source.synthetic, n_jobs=n_jobs)
+
+def image_set(inputs: StudyInputs, *, n_jobs: int = -1):
+    """The mel images of the inputs' data set (notebook 01's product), built or taken from the cache."""
+    from .images import ImageParams, build_image_set
+
+    found = source(inputs)
+    return build_image_set(scan(found), ImageParams(**inputs.image_params()), synthetic=found.synthetic,
+                           n_jobs=n_jobs)
+
+
+def feature_set(inputs: StudyInputs, images=None, *, progress: bool = True):
+    """The frozen backbone's features of the inputs' images (notebook 02's product), built or cached."""
+    from .features import extract_features
+
+    images = images if images is not None else image_set(inputs)
+    return extract_features(images, backbone=inputs.backbone, weights=inputs.weights,
+                            input_size=inputs.input_size, precision=inputs.precision, seed=inputs.seed,
+                            progress=progress)
+
+
+def split(inputs: StudyInputs, segments: pd.DataFrame, protocol: str | None = None) -> pd.Series:
+    """``train``/``valid``/``test`` per segment under ``protocol`` (default: the inputs' own)."""
+    from .splits import make_split, resolve_lists_dir
+
+    return make_split(segments, protocol or inputs.protocol, seed=inputs.split_seed,
+                      lists_dir=resolve_lists_dir(inputs.split_lists_dir))

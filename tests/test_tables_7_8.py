@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from genrestudy import evaluation, reports, results
+from genrestudy import evaluation, methods, plots, reports, table7, table8
 
 
 def _proba(y_pred, n_classes):
@@ -19,11 +19,11 @@ def _proba(y_pred, n_classes):
 def test_perfect_predictions_score_100_with_a_degenerate_interval():
     y = np.repeat(np.arange(3), 6)
     tracks = np.repeat(np.arange(6), 3)  # three segments per track, one label per track
-    rows = results.score_with_ci(_proba(y, 3), y, tracks, n_resamples=50)
+    rows = table7.score_with_ci(_proba(y, 3), y, tracks, n_resamples=50)
     assert [r["level"] for r in rows] == ["segment", "track"]
     assert rows[0]["n"] == 18 and rows[1]["n"] == 6
     for row in rows:
-        for metric in results.METRICS:
+        for metric in table7.METRICS:
             assert row[metric] == row[f"{metric}_ci_low"] == row[f"{metric}_ci_high"] == 100.0
 
 
@@ -33,9 +33,9 @@ def test_scores_match_the_evaluation_module_and_intervals_bracket_them():
     y = tracks % 4
     y_pred = np.where(rng.random(len(y)) < 0.7, y, rng.integers(0, 4, len(y)))
     proba = _proba(y_pred, 4)
-    seg, trk = results.score_with_ci(proba, y, tracks, n_resamples=200, seed=1)
+    seg, trk = table7.score_with_ci(proba, y, tracks, n_resamples=200, seed=1)
     expected = evaluation.classification_metrics(y, y_pred, labels=np.arange(4))
-    for metric in results.METRICS:
+    for metric in table7.METRICS:
         assert seg[metric] == pytest.approx(100 * expected[metric])
         assert seg[f"{metric}_ci_low"] <= seg[metric] <= seg[f"{metric}_ci_high"]
         assert seg[f"{metric}_ci_high"] - seg[f"{metric}_ci_low"] > 1.0  # a real interval, not a point
@@ -45,30 +45,31 @@ def test_scores_match_the_evaluation_module_and_intervals_bracket_them():
 
 def test_score_with_ci_refuses_misaligned_input():
     with pytest.raises(ValueError, match="probabilities"):
-        results.score_with_ci(np.ones((5, 3)) / 3, np.zeros(4, int), np.arange(4))
+        table7.score_with_ci(np.ones((5, 3)) / 3, np.zeros(4, int), np.arange(4))
 
 
 def _ours(protocol, accuracy):
     rows = []
-    for key, name in results.METHODS.items():
+    for key, name in PAPER_METHODS.items():
         for level, shift in (("segment", 0.0), ("track", 2.0)):
-            row = {"protocol": protocol, "method": name, "source": results.OUR_SOURCE, "level": level, "n": 100}
-            for metric in results.METRICS:
+            row = {"protocol": protocol, "key": key, "method": name, "source": table7.OUR_SOURCE, "level": level, "n": 100}
+            for metric in table7.METRICS:
                 value = accuracy[key] + shift
                 row.update({metric: value, f"{metric}_ci_low": value - 5, f"{metric}_ci_high": value + 5})
             rows.append(row)
     return pd.DataFrame(rows)
 
 
+PAPER_METHODS = {m.key: m.name for m in methods.registered() if m.paper}
 PAPER_ACC = {"hybrid_grid": 90.0, "hybrid_random": 88.0, "end_to_end": 92.0, "retrained_grid": 89.0,
              "retrained_random": 87.0}
 TRACK_ACC = {k: v - 20.0 for k, v in PAPER_ACC.items()}
 
 
 def test_table07_keeps_the_papers_rows_apart_and_ordered():
-    table = results.table07([_ours("paper", PAPER_ACC), _ours("track", TRACK_ACC)])
+    table = table7.table07([_ours("paper", PAPER_ACC), _ours("track", TRACK_ACC)])
     assert len(table) == 2 * 2 * 5 + 5
-    paper_rows = table[table["source"] == results.PAPER_SOURCE]
+    paper_rows = table[table["source"] == table7.PAPER_SOURCE]
     assert len(paper_rows) == 5 and set(paper_rows["protocol"]) == {"paper"}
     assert paper_rows["level"].eq("segment").all() and paper_rows["n"].isna().all()
     assert paper_rows.set_index("method").loc["ResNet-50 end-to-end", "accuracy"] == 82.50
@@ -77,23 +78,23 @@ def test_table07_keeps_the_papers_rows_apart_and_ordered():
     for i in paper_rows.index:
         above = table.loc[i - 1]
         assert (above["method"], above["protocol"], above["level"], above["source"]) == (
-            table.loc[i, "method"], "paper", "segment", results.OUR_SOURCE)
+            table.loc[i, "method"], "paper", "segment", table7.OUR_SOURCE)
     assert list(dict.fromkeys(table["protocol"])) == ["paper", "track"]
-    assert list(table.columns[:5]) == ["protocol", "level", "method", "source", "n"]
+    assert list(table.columns[:6]) == ["protocol", "level", "key", "method", "source", "n"]
     with pytest.raises(ValueError, match="no rows"):
-        results.table07([])
+        table7.table07([])
 
 
 def test_findings_come_from_the_numbers():
-    table = results.table07([_ours("paper", PAPER_ACC), _ours("track", TRACK_ACC)])
-    text = results.findings(table, synthetic=True)
+    table = table7.table07([_ours("paper", PAPER_ACC), _ours("track", TRACK_ACC)])
+    text = table7.findings(table, synthetic=True)
     assert text.startswith("On the SYNTHETIC demo data")
     assert ("Against the `track` protocol, the paper's segment-level split changes test accuracy by +20.0 points "
             "on average over the 5 methods (inflated by the leak") in text
     assert "best segment-level accuracy is ResNet-50 end-to-end's, 92.0 %" in text
     assert "the end-to-end model's is -2.0 points (the paper's: -1.3)" in text
     assert "changes accuracy by +2.0 points" in text
-    honest = results.findings(results.table07([_ours("track", TRACK_ACC), _ours("paper", TRACK_ACC)]),
+    honest = table7.findings(table7.table07([_ours("track", TRACK_ACC), _ours("paper", TRACK_ACC)]),
                               synthetic=False)
     assert "SYNTHETIC" not in honest and "+0.0 points on average over the 5 methods (no inflation" in honest
 
@@ -119,7 +120,7 @@ def _efficiency():
 
 
 def test_efficiency_table_puts_measurements_and_the_papers_side_by_side():
-    table = results.efficiency_table(**_efficiency()).set_index("measure")
+    table = table8.efficiency_table(**_efficiency()).set_index("measure")
     train = table.loc["training time (fit alone)"]
     assert (train["end_to_end"], train["hybrid"], train["ratio"]) == (60.0, 2.0, 30.0)
     assert train["paper_end_to_end"] == 65.8529 and train["paper_ratio"] == pytest.approx(65.8529 / 0.9373)
@@ -140,65 +141,33 @@ def test_efficiency_table_puts_measurements_and_the_papers_side_by_side():
 def test_efficiency_table_shows_gpu_memory_when_measured_and_needs_every_latency():
     given = _efficiency()
     given["end_to_end_fit"]["result"]["gpu_peak_mb"] = 3000.0
-    table = results.efficiency_table(**given).set_index("measure")
+    table = table8.efficiency_table(**given).set_index("measure")
     assert table.loc["peak GPU memory of the fit", "end_to_end"] == 3000.0
     del given["latencies"][("hybrid", "file")]
     with pytest.raises(ValueError, match="latencies must have the keys"):
-        results.efficiency_table(**given)
+        table8.efficiency_table(**given)
 
 
 def test_fig12_has_three_log_panels():
-    fig = results.plot_efficiency(results.efficiency_table(**_efficiency()))
+    fig = plots.plot_efficiency(table8.efficiency_table(**_efficiency()))
     axes = fig.get_axes()
     assert len(axes) == 3 and all(ax.get_yscale() == "log" for ax in axes)
     with pytest.raises(ValueError, match="no row"):
-        results.plot_efficiency(pd.DataFrame({"measure": ["other"]}))
+        plots.plot_efficiency(pd.DataFrame({"measure": ["other"]}))
 
 
 def test_results_index_gathers_every_table(study_dirs):
     with pytest.raises(FileNotFoundError, match="no tables"):
-        results.write_results_index()
+        reports.write_results_index()
     reports.save_table("table01_dataset", pd.DataFrame({"genre": ["blues"], "tracks": [3]}), synthetic=True)
     reports.save_table("table08_efficiency", pd.DataFrame({"measure": ["x"], "value": [1.5]}))
-    path = results.write_results_index(findings_text="Accuracy fell by 12 points.")
+    path = reports.write_results_index(findings_text="Accuracy fell by 12 points.")
     text = path.read_text()
     assert path == study_dirs["results"] / "README.md"
     assert "## Findings (Table 7)\n\nAccuracy fell by 12 points." in text
     assert "- [table01_dataset](table01_dataset.md)" in text and "[CSV](table08_efficiency.csv)" in text
     assert "| blues | 3 |" in text and "SYNTHETIC" in text and "\n# table01_dataset" not in text
-    results.write_results_index()
+    reports.write_results_index()
     assert "README" not in "".join(line for line in path.read_text().splitlines() if line.startswith("- ["))
 
 
-def _feature_set(n_tracks=30, per_track=4, n_classes=3, seed=0):
-    rng = np.random.default_rng(seed)
-    tracks = np.repeat(np.arange(n_tracks), per_track)
-    labels = tracks % n_classes
-    X = rng.normal(size=(len(tracks), 8)).astype(np.float32)
-    X[:, 0] += 3 * labels
-    return SimpleNamespace(features=X, labels=labels, classes=[f"g{i}" for i in range(n_classes)]), tracks
-
-
-def test_hybrid_rows_give_test_probabilities_of_four_models():
-    feature_set, tracks = _feature_set(n_tracks=60, per_track=5)
-    split = np.where(tracks < 40, "train", np.where(tracks < 50, "valid", "test"))
-    probas = results.hybrid_test_probabilities(feature_set, split, budget=2, num_boost_round=10,
-                                               early_stopping_rounds=5, retrain_rounds=20, n_jobs=1, max_bin=15,
-                                               progress=False)
-    assert set(probas) == {"hybrid_grid", "hybrid_random", "retrained_grid", "retrained_random"}
-    y_test = feature_set.labels[split == "test"]
-    for proba in probas.values():
-        assert proba.shape == (50, 3) and np.allclose(proba.sum(axis=1), 1.0)
-        assert (proba.argmax(axis=1) == y_test).mean() > 0.6  # the class is in feature 0 (chance: 1/3)
-    with pytest.raises(ValueError, match="no 'test' rows"):
-        results.hybrid_test_probabilities(feature_set, np.where(split == "test", "valid", split), budget=1,
-                                          num_boost_round=5, early_stopping_rounds=None, retrain_rounds=5,
-                                          n_jobs=1, max_bin=15, progress=False)
-
-
-def test_protocol_rows_refuse_features_of_other_images():
-    image_set = SimpleNamespace(key="abc")
-    feature_set = SimpleNamespace(meta={"image_cache": "xyz"})
-    with pytest.raises(ValueError, match="image cache xyz"):
-        results.protocol_rows(image_set, feature_set, [], protocol="paper", settings=None, budget=1,
-                              num_boost_round=1, early_stopping_rounds=None, retrain_rounds=1)

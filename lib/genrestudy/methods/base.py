@@ -1,0 +1,202 @@
+"""What a method of the study is, the data it sees, and the registry Table 7 loops over.
+
+A method is one class: a ``key`` (stable, part of cache keys), a ``name`` (Table 7's row
+label), the ``needs`` it has among :data:`INPUTS`, ``fit(train, valid)``,
+``predict_proba(test)`` and a ``report()`` (training time, chosen hyperparameters, seed, model
+file). ``@register`` puts it in Table 7: a new method of the study is one module with one
+registered class, and nothing else changes.
+
+>>> from sklearn.neighbors import NearestCentroid
+>>> @register
+... class Centroid(Method):
+...     key, name, needs = "centroid", "Nearest centroid on features", ("features",)
+...     def fit(self, train, valid):
+...         self.model = NearestCentroid().fit(train.features, train.labels)
+...     def predict_proba(self, test):
+...         return np.eye(len(test.data.classes))[self.model.predict(test.features)]
+"""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numpy as np
+
+#: the study inputs a method can need: the mel images, or the frozen backbone's features of them
+INPUTS = ("images", "features")
+
+#: registered methods by key, in registration order (Table 7's row order)
+REGISTRY: dict[str, type["Method"]] = {}
+
+
+@dataclass
+class StudyData:
+    """The study's data for one set of inputs: the images, and the features when a method needs them.
+
+    Attributes
+    ----------
+    inputs : genrestudy.study.StudyInputs
+        What determined the data.
+    image_set : genrestudy.images.ImageSet
+        The mel images; their ``segments`` give labels and tracks for every input.
+    feature_set : genrestudy.features.FeatureSet, optional
+        The backbone's features of ``image_set``'s images (row for row); extracted on first
+        use when not given.
+    """
+
+    inputs: object
+    image_set: object
+    feature_set: object = None
+    _features: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def classes(self) -> list[str]:
+        return self.image_set.classes
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.image_set.labels
+
+    @property
+    def track_ids(self) -> np.ndarray:
+        return self.image_set.segments["track_id"].to_numpy()
+
+    @property
+    def synthetic(self) -> bool:
+        return self.image_set.synthetic
+
+    def features(self) -> np.ndarray:
+        """The features of every image (extracted, or read from their cache, on first use)."""
+        if self.feature_set is None:
+            from ..study import feature_set
+
+            self.feature_set = feature_set(self.inputs, self.image_set, progress=False)
+        if self.feature_set.meta.get("image_cache") != self.image_set.key:
+            raise ValueError(f"the features come from image cache {self.feature_set.meta.get('image_cache')}, "
+                             f"not from {self.image_set.key}")
+        if self._features is None:
+            self._features = np.asarray(self.feature_set.features)
+        return self._features
+
+    def input_keys(self, needs) -> dict:
+        """Cache keys of the inputs a method needs (part of its trained model's key)."""
+        keys = {}
+        if "images" in needs:
+            keys["images"] = self.image_set.key
+        if "features" in needs:
+            self.features()
+            keys["features"] = self.feature_set.root.name
+        return keys
+
+    def part(self, split, name: str) -> "Part":
+        """The rows of ``split`` (``train``/``valid``/``test`` per image) named ``name``."""
+        rows = np.flatnonzero(np.asarray(split) == name)
+        if not len(rows):
+            raise ValueError(f"the split has no {name!r} rows")
+        return Part(name=name, rows=rows, data=self)
+
+
+@dataclass(frozen=True)
+class Part:
+    """One part of a split (``train``, ``valid`` or ``test``), as a method sees it.
+
+    ``rows`` index the image set (and the features); ``labels`` are class codes into
+    ``data.classes``.
+    """
+
+    name: str
+    rows: np.ndarray
+    data: StudyData
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.data.labels[self.rows]
+
+    @property
+    def track_ids(self) -> np.ndarray:
+        return self.data.track_ids[self.rows]
+
+    @property
+    def features(self) -> np.ndarray:
+        return self.data.features()[self.rows]
+
+    @property
+    def image_set(self):
+        """The whole image set (a memory map); a method reads ``image_set.images[rows]`` batch by batch."""
+        return self.data.image_set
+
+
+class Method(abc.ABC):
+    """A method of the study: a model that learns genres from the study's inputs.
+
+    Subclasses set the class attributes and implement :meth:`fit` and :meth:`predict_proba`;
+    :meth:`settings` lists what determines the trained model besides its data (part of the
+    cache key of its predictions), :meth:`report` what Table 7's details show.
+
+    Attributes
+    ----------
+    key : str
+        Stable identifier (cache keys, file names).
+    name : str
+        Table 7's row label.
+    needs : tuple of str
+        Among :data:`INPUTS`.
+    paper : dict or None
+        The paper's Table 7 numbers for this method (percent; ``accuracy``,
+        ``precision_weighted``, ``recall_weighted``, ``f1_weighted``), when the paper has it.
+    version : int
+        Bump when a change in the method's code changes its predictions (invalidates its cache).
+    """
+
+    key: ClassVar[str]
+    name: ClassVar[str]
+    needs: ClassVar[tuple[str, ...]] = ("features",)
+    paper: ClassVar[dict | None] = None
+    version: ClassVar[int] = 1
+
+    def __init__(self, inputs):
+        self.inputs = inputs
+        self.record: dict = {}
+
+    def settings(self) -> dict:
+        """What determines the trained model besides the data (default: nothing)."""
+        return {}
+
+    @abc.abstractmethod
+    def fit(self, train: Part, valid: Part) -> None:
+        """Learn from ``train``; ``valid`` may drive early stopping or selection, never ``test``."""
+
+    @abc.abstractmethod
+    def predict_proba(self, test: Part) -> np.ndarray:
+        """``(len(test), n_classes)`` class probabilities, columns in ``data.classes`` order."""
+
+    def report(self) -> dict:
+        """What the fit recorded: ``training_seconds``, ``hyperparameters``, ``seed``, ``model_file``, ..."""
+        return dict(self.record)
+
+
+def register(cls: type[Method]) -> type[Method]:
+    """Class decorator: add ``cls`` to :data:`REGISTRY` (and so to Table 7)."""
+    problems = [name for name in ("key", "name") if not isinstance(getattr(cls, name, None), str)]
+    unknown = sorted(set(getattr(cls, "needs", ())) - set(INPUTS))
+    if problems or unknown:
+        raise ValueError(f"method {cls.__name__} needs a str {' and '.join(problems) or 'key'}"
+                         + (f"; unknown needs {unknown} (expected some of {INPUTS})" if unknown else ""))
+    if cls.key in REGISTRY and REGISTRY[cls.key] is not cls:
+        raise ValueError(f"a method with key {cls.key!r} is already registered ({REGISTRY[cls.key].__name__})")
+    REGISTRY[cls.key] = cls
+    return cls
+
+
+def unregister(key: str) -> None:
+    """Remove a method from the registry (tests register throwaway methods)."""
+    REGISTRY.pop(key, None)
+
+
+def registered() -> list[type[Method]]:
+    """The registered methods, in registration order."""
+    return list(REGISTRY.values())

@@ -1,0 +1,86 @@
+"""Table 8: training time, memory and prediction latency of both pipelines, measured, beside the paper's.
+
+Every number of ours is measured by notebook 08 in the run that writes the table
+(:mod:`genrestudy.efficiency`); the paper's numbers are constants below, restated from
+``docs/PAPER.md`` (Table 8 and Table 4 of the main paper), in columns of their own.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+#: Table 8 of the paper; its prediction time does not state a batch size, nor how anything was measured
+PAPER_TABLE8 = {
+    "training_seconds": {"end_to_end": 65.8529, "hybrid": 0.9373},
+    "peak_ram_mb": {"end_to_end": 1000.60, "hybrid": 45.49},
+    "extraction_peak_ram_mb": {"hybrid": 1145.52},
+    "predict_seconds_per_sample": {"end_to_end": 0.004406, "hybrid": 0.005330},
+}
+
+#: Table 4 of the paper: its Grid Search winner (the LightGBM configuration Table 8 times here)
+PAPER_TABLE4_PARAMS = {"num_leaves": 16, "max_depth": 6, "learning_rate": 0.03, "min_child_samples": 20,
+                       "reg_alpha": 4.0, "reg_lambda": 6.0, "bagging_fraction": 0.8, "feature_fraction": 0.8}
+
+
+def efficiency_table(*, end_to_end_fit: dict, lightgbm_fit: dict, extraction: dict, latencies: dict,
+                     settings: dict, hardware: str) -> pd.DataFrame:
+    """Table 8 from measurements, with the paper's numbers in columns of their own.
+
+    Parameters
+    ----------
+    end_to_end_fit, lightgbm_fit, extraction : dict
+        :func:`genrestudy.efficiency.measure_step` reports of the three steps
+        (:mod:`genrestudy.benchmark_steps`); ``result["seconds"]`` is the step alone.
+    latencies : dict
+        ``{(pipeline, kind): latency report}`` with pipeline ``"end_to_end"``/``"hybrid"`` and
+        kind ``"batch1"``, ``"batched"`` or ``"file"`` (:func:`genrestudy.efficiency.latency`).
+    settings : dict
+        ``{"end_to_end_fit", "lightgbm_fit", "extraction", "latency"}``: one line each on what
+        was measured (sizes, epochs, reductions).
+    hardware : str
+        :func:`genrestudy.efficiency.hardware`.
+    """
+    need = {(p, k) for p in ("end_to_end", "hybrid") for k in ("batch1", "batched", "file")}
+    if set(latencies) != need:
+        raise ValueError(f"latencies must have the keys {sorted(need)}, got {sorted(latencies)}")
+    e2e, lgb, ext = end_to_end_fit, lightgbm_fit, extraction
+    paper = PAPER_TABLE8
+    nan = float("nan")
+    rows = [
+        ("training time (fit alone)", "s", e2e["result"]["seconds"], lgb["result"]["seconds"],
+         paper["training_seconds"]["end_to_end"], paper["training_seconds"]["hybrid"],
+         f"end-to-end: {settings['end_to_end_fit']}; hybrid: {settings['lightgbm_fit']}"),
+        ("feature extraction time (the hybrid needs it too)", "s", nan, ext["result"]["seconds"], nan, nan,
+         settings["extraction"]),
+        ("peak RAM of the step's process (RSS)", "MB", e2e["peak_rss_mb"], lgb["peak_rss_mb"],
+         paper["peak_ram_mb"]["end_to_end"], paper["peak_ram_mb"]["hybrid"],
+         "fresh subprocess, RSS sampled by memory-profiler every 20 ms (and the process's own VmHWM peak), imports included"),
+        ("peak RAM above the imports", "MB", e2e["step_rss_mb"], lgb["step_rss_mb"], nan, nan,
+         "peak RSS minus RSS after importing keras/lightgbm/genrestudy, before the step"),
+        ("feature extraction peak RAM (RSS)", "MB", nan, ext["peak_rss_mb"], nan,
+         paper["extraction_peak_ram_mb"]["hybrid"], settings["extraction"]),
+    ]
+    gpu = [r["result"].get("gpu_peak_mb") for r in (e2e, lgb)]
+    if any(g is not None for g in gpu):
+        rows.append(("peak GPU memory of the fit", "MB", gpu[0] if gpu[0] is not None else nan, nan, nan, nan,
+                     "the Keras backend's allocator peak"))
+    labels = {"batch1": "prediction time per sample, batch of 1", "batched": "prediction time per sample, batched",
+              "file": "audio file to genre, per file"}
+    for kind, label in labels.items():
+        a, b = latencies[("end_to_end", kind)], latencies[("hybrid", kind)]
+        how = (f"{settings['latency']}; batch of {a['batch_size']}, {a['repeats']} timed repeats after warm-up"
+               if kind != "file" else f"decode, mel images, predict, vote; {a['repeats']} timed repeats after warm-up")
+        paper_e2e = paper["predict_seconds_per_sample"]["end_to_end"] if kind == "batched" else nan
+        paper_hyb = paper["predict_seconds_per_sample"]["hybrid"] if kind == "batched" else nan
+        rows.append((f"{label} (median)", "s", a["median_s"], b["median_s"], paper_e2e, paper_hyb,
+                     how + ("; the paper does not state its batch size" if kind == "batched" else "")))
+        rows.append((f"{label} (interquartile range)", "s", a["iqr_s"], b["iqr_s"], nan, nan, how))
+    frame = pd.DataFrame(rows, columns=["measure", "unit", "end_to_end", "hybrid", "paper_end_to_end",
+                                        "paper_hybrid", "how"])
+    # a ratio of two spreads means nothing: interquartile-range rows get none
+    spread = frame["measure"].str.contains("interquartile")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        frame.insert(4, "ratio", (frame["end_to_end"] / frame["hybrid"]).where(~spread))
+        frame.insert(7, "paper_ratio", frame["paper_end_to_end"] / frame["paper_hybrid"])
+    frame["hardware"] = hardware
+    return frame
