@@ -3,9 +3,10 @@ import logging
 import numpy as np
 import pytest
 
-from genrestudy import cache, images
+from genrestudy import cache, images, signals
 from genrestudy.audio import load_audio
 from genrestudy.dataset import scan_dataset
+from genrestudy.demo import generate_demo_dataset
 from genrestudy.images import ImageParams, build_image_set, mel_images
 from genrestudy.segments import ClipTooShortError, segment_clip, segment_count
 from conftest import make_dataset, write_audio
@@ -91,13 +92,15 @@ def test_build_cache_is_reused_and_keyed_by_parameters(study_dirs, tmp_path, mon
     assert first.classes == ["blues", "rock"] and first.labels.tolist() == [0] * 6 + [1] * 6
     np.testing.assert_array_equal(first.rgb([0])[..., 2], first.images[[0]])
 
-    calls = []
-    real = images.mel_images
-    monkeypatch.setattr(images, "mel_images", lambda *a, **k: calls.append(1) or real(*a, **k))
+    calls, decodes = [], []
+    real, real_load = images.segment_images, signals.load_audio
+    monkeypatch.setattr(images, "segment_images", lambda *a, **k: calls.append(1) or real(*a, **k))
+    monkeypatch.setattr(signals, "load_audio", lambda *a, **k: decodes.append(1) or real_load(*a, **k))
     again = _build(root)
     assert calls == [] and again.key == first.key
     other = _build(root, n_mels=24)
     assert len(calls) == 4 and other.key != first.key
+    assert decodes == [] and other.meta["signal_cache"] == first.meta["signal_cache"]  # no second decode
     write_audio(root / "genres_original" / "rock" / "rock.00001.wav", seconds=2.2, freq=999)
     changed = _build(root)
     assert changed.key != first.key and len(changed) == 3 * 3 + 2
@@ -129,7 +132,7 @@ def test_interrupted_build_resumes(study_dirs, tmp_path, monkeypatch):
     ref_images = np.array(reference.images)
     cache_root = tmp_path / "cache2"
     monkeypatch.setenv("GENRESTUDY_CACHE", str(cache_root))
-    real = images.mel_images
+    real = images.segment_images
     calls = []
 
     def dies_on_fourth(*a, **k):
@@ -138,17 +141,18 @@ def test_interrupted_build_resumes(study_dirs, tmp_path, monkeypatch):
             raise KeyboardInterrupt  # a user's Ctrl-C half-way
         return real(*a, **k)
 
-    monkeypatch.setattr(images, "mel_images", dies_on_fourth)
+    monkeypatch.setattr(images, "segment_images", dies_on_fourth)
     with pytest.raises(KeyboardInterrupt):
         _build(root, n_mels=30)
     entry = cache_root / "images" / reference.key
-    assert not cache.is_complete(entry) and len(list((entry / "parts").glob("*.npy"))) == 3
+    assert not cache.is_complete(entry) and len(list((entry / "parts").glob("*.json"))) == 3
+    (entry / "parts" / ".000003.json.k1ll3d.tmp").write_text("{")  # the killed run's half-written marker
     calls.clear()
-    monkeypatch.setattr(images, "mel_images", lambda *a, **k: calls.append(1) or real(*a, **k))
+    monkeypatch.setattr(images, "segment_images", lambda *a, **k: calls.append(1) or real(*a, **k))
     resumed = _build(root, n_mels=30)
     assert len(calls) == 3  # only the clips the interrupted run had not finished
     np.testing.assert_array_equal(np.array(resumed.images), ref_images)
-    assert not (entry / "parts").exists()
+    assert not (entry / "parts").exists() and not list(entry.glob("*.partial"))
 
 
 def test_damaged_cache_is_rebuilt(study_dirs, tmp_path, caplog):
@@ -182,3 +186,23 @@ def test_real_gtzan_clip_yields_ten_segments(shared_data):
     out = mel_images(signal)
     assert out.shape == (10, 224, 224)
     assert 60 < out.mean() < 220 and out.std() > 20  # a real spectrogram, not a blank or saturated one
+
+
+def test_images_from_the_signal_cache_equal_images_from_the_audio(study_dirs, tmp_path):
+    """Going through the cached signals changes no pixel: the same samples reach the same code."""
+    root = generate_demo_dataset(tmp_path / "demo", clips_per_genre=2, duration=7.0, genres=("blues", "metal"),
+                                 n_jobs=1)
+    params = ImageParams(n_segments=2, segment_seconds=3.0, image_size=64, n_mels=48)
+    image_set = build_image_set(scan_dataset(root), params, synthetic=True, n_jobs=2)
+    assert image_set.synthetic and len(image_set) == 8
+    for track, rows in image_set.segments.groupby("track_id").groups.items():
+        path = image_set.segments.loc[rows[0], "path"]
+        direct = mel_images(load_audio(path)[0], params)
+        np.testing.assert_array_equal(image_set.images[rows], direct, err_msg=track)
+
+
+def test_labels_named_na_and_none_stay_labels(study_dirs, tmp_path):
+    root = make_dataset(tmp_path / "gtzan", genres=("NA", "None"), clips=1, seconds=3.2)
+    _build(root)
+    reopened = _build(root)  # read back from the cache's CSV files
+    assert reopened.classes == ["NA", "None"] and reopened.clips["reason"].tolist() == ["", ""]

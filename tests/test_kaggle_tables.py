@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from genrestudy.tables import parse_filename, read_kaggle_features
+from genrestudy.kaggle_tables import parse_filename, read_kaggle_features
 
 
 def write_table(path, filenames, labels, n_features=3, seed=0):

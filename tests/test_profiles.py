@@ -34,7 +34,7 @@ def test_paper_parameters_and_command_line(capsys):
 
 def test_every_notebook_bins_lightgbm_as_the_study_does():
     # one binning for the whole study: the searches' max_bin parameter is the library's default
-    for stem in ("03_tune_lightgbm", "06_results"):
+    for stem in ("03_tune_lightgbm", "09_results"):
         notebook = json.loads((paths.project_root() / "notebooks" / f"{stem}.ipynb").read_text())
         cell = next(c for c in notebook["cells"] if "parameters" in c["metadata"].get("tags", []))
         values = {node.targets[0].id: ast.literal_eval(node.value) for node in ast.parse("".join(cell["source"])).body

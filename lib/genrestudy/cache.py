@@ -207,3 +207,207 @@ def open_or_build(kind: str, key: str, *, open_entry: Callable[[Path], T], build
         meta = build(entry)
         finish(entry, {"kind": kind, "key": key, **meta})
     return open_entry(entry)
+
+
+@contextmanager
+def write_guard(folder: Path) -> Iterator[None]:
+    """Turn an ``OSError`` of the block (disk full, quota, permissions) into a one-line :class:`CacheError`."""
+    try:
+        yield
+    except OSError as exc:
+        raise CacheError(f"cannot write to cache folder {folder} ({exc.strerror or exc}); free space or "
+                         "pass another cache_dir or set GENRESTUDY_CACHE to another folder") from None
+
+
+# ---------------------------------------------------------------- a resumable array, filled in parallel
+
+_PARTS = "parts"
+
+
+def _remove_stale_temporaries(entry: Path) -> None:
+    """Delete the half-written files a killed run left (:func:`atomic_path` names them ``.*.tmp``)."""
+    for folder in (entry, entry / _PARTS):
+        for tmp in folder.glob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
+
+
+def _allocate(path: Path, shape: tuple, dtype) -> np.memmap:
+    """A new ``.npy`` memory map with every block reserved on disk.
+
+    Reserving up front makes a full disk an ``OSError`` here; a write into an unreserved
+    page of a memory map on a full disk would kill the process with SIGBUS instead.
+    """
+    import errno
+
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+    try:
+        with open(path, "r+b") as fh:
+            os.posix_fallocate(fh.fileno(), 0, os.fstat(fh.fileno()).st_size)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.EOPNOTSUPP):  # else: a file system without fallocate
+            del out
+            path.unlink(missing_ok=True)
+            raise
+    return out
+
+
+def _resumable(path: Path, shape: tuple, dtype) -> np.memmap | None:
+    """The array a killed run was filling, if it is there and has the expected layout."""
+    try:
+        out = np.lib.format.open_memmap(path, mode="r+")
+    except (OSError, ValueError):
+        return None
+    return out if out.shape == tuple(shape) and out.dtype == np.dtype(dtype) else None
+
+
+def _read_marker(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _fill_one(out: np.memmap, where, compute: Callable, marker: Path, entry: Path) -> dict:
+    block, outcome = compute()
+    if block is not None:
+        out[where] = block
+    # the marker is written after the block, so a task with a marker never runs again
+    with write_guard(entry):
+        write_json(marker, outcome)
+    return outcome
+
+
+def fill_rows(entry: Path, name: str, shape: tuple, dtype, tasks: list, *, n_jobs: int, desc: str) -> list[dict]:
+    """Write every task's block into the array ``entry/name`` in parallel threads; resumable.
+
+    ``tasks`` are ``(where, compute)`` pairs: ``compute() -> (block or None, outcome)``
+    puts ``block`` into ``array[where]`` and returns a JSON-able ``outcome``; the outcomes
+    come back in task order. ``entry`` is a folder being built under :func:`entry_lock`;
+    ``n_jobs`` counts threads (joblib convention), ``desc`` labels the progress bar.
+
+    The array is written in place into ``<name>.partial`` (never gathered from part files,
+    so the disk holds it once) and each finished task leaves a JSON marker in ``parts/``:
+    a run killed half-way resumes with the tasks it had not finished. At the end the array
+    is renamed to ``name`` and ``parts/`` removed.
+    """
+    import shutil
+
+    from joblib import Parallel, delayed
+    from threadpoolctl import threadpool_limits
+    from tqdm import tqdm
+
+    parts, partial_path = entry / _PARTS, entry / f"{name}.partial"
+    with write_guard(entry):
+        parts.mkdir(exist_ok=True)
+        _remove_stale_temporaries(entry)
+        out = _resumable(partial_path, shape, dtype) if partial_path.exists() else None
+        if out is None:
+            for marker in parts.glob("*.json"):  # their blocks went with the array
+                marker.unlink()
+            out = _allocate(partial_path, shape, dtype)
+    markers = [parts / f"{n:06d}.json" for n in range(len(tasks))]
+    outcomes = [_read_marker(marker) for marker in markers]
+    pending = [n for n, outcome in enumerate(outcomes) if outcome is None]
+    # Threads, not processes: decoding, FFT, BLAS and numpy's loops release the GIL, and
+    # every thread writes into the one memory map; BLAS is held to one thread per worker.
+    with threadpool_limits(limits=1, user_api="blas"):
+        jobs = Parallel(n_jobs=n_jobs, prefer="threads", return_as="generator")(
+            delayed(_fill_one)(out, tasks[n][0], tasks[n][1], markers[n], entry) for n in pending)
+        for n, outcome in tqdm(zip(pending, jobs), total=len(pending), desc=desc, unit="clip"):
+            outcomes[n] = outcome
+    with write_guard(entry):
+        out.flush()
+        del out
+        os.replace(partial_path, entry / name)
+        shutil.rmtree(parts)
+    return outcomes
+
+
+# ---------------------------------------------------------------- cleaning
+
+def _size(path: Path) -> int:
+    if path.is_symlink() or not path.is_dir():
+        return path.lstat().st_size
+    return sum(p.lstat().st_size for p in path.rglob("*") if not p.is_dir() or p.is_symlink())
+
+
+def format_bytes(n: int) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+
+
+def _in_use(entry: Path) -> bool:
+    """Whether another process holds :func:`entry_lock` on ``entry`` (it is being built)."""
+    import fcntl
+
+    lock = entry if entry.name.endswith(".lock") else entry.with_name(entry.name + ".lock")
+    if not lock.is_file():
+        return False
+    with open(lock, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return False
+
+
+def clean_caches(root: Path | None = None, dry_run: bool = False) -> list[tuple[Path, int]]:
+    """Remove every entry of the cache folder; print the bytes freed per kind and in all.
+
+    Entries another process is building (their lock is held) are left alone.
+
+    Parameters
+    ----------
+    root : path, optional
+        Cache folder (default :func:`genrestudy.paths.cache_dir`).
+    dry_run : bool
+        Only list and measure what would be removed.
+
+    Returns
+    -------
+    list of (Path, int)
+        Each entry removed (``<root>/<kind>/<entry>``, lock files included) and its size in bytes.
+    """
+    import shutil
+
+    root = Path(root or paths.cache_dir())
+    verb = "would free" if dry_run else "freed"
+    removed = []
+    for kind in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
+        entries = [(entry, _size(entry)) for entry in sorted(kind.iterdir()) if not _in_use(entry)]
+        if not dry_run:
+            for entry, _ in entries:
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
+            if not any(kind.iterdir()):
+                kind.rmdir()
+        removed += entries
+        count = sum(1 for entry, _ in entries if not entry.name.endswith(".lock"))
+        print(f"{kind.name}: {count} entries, {verb} {format_bytes(sum(size for _, size in entries))}")
+    count = sum(1 for entry, _ in removed if not entry.name.endswith(".lock"))
+    print(f"cache {root}: {count} entries in all, {verb} {format_bytes(sum(size for _, size in removed))}"
+          + (" (dry run)" if dry_run else ""))
+    return removed
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m genrestudy.cache clean [--dry-run] [--root FOLDER]``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m genrestudy.cache", description="Manage the study's caches.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    clean = commands.add_parser("clean", help="remove every cache entry (images, signals, features, models, ...)")
+    clean.add_argument("--dry-run", action="store_true", help="list the sizes only, remove nothing")
+    clean.add_argument("--root", type=Path, default=None, help="cache folder (default: GENRESTUDY_CACHE or data/cache)")
+    args = parser.parse_args(argv)
+    clean_caches(args.root, dry_run=args.dry_run)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -6,21 +6,23 @@ The image of a segment is its mel-spectrogram in dB, mapped linearly from
 spectrogram is drawn. The three RGB channels of a grey image are identical, so the cache
 stores one channel (a third of the disk and page cache) and :meth:`ImageSet.rgb` repeats
 it when a network asks for three.
+
+Images are computed from the cached decoded segments of :mod:`genrestudy.signals`, never
+from the audio files, so every feature set of the study shares one decode per clip.
 """
 from __future__ import annotations
 
-import logging
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from . import cache
-from .segments import LabelledSegments
-
-log = logging.getLogger(__name__)
-
+from .dataset import read_manifest
+from .segments import LabelledSegments, read_segments, segment_clip
+from .signals import SegmentParams, SignalSet, build_signal_set, raise_invalid, segment_checks, write_segment_array
 
 @dataclass
 class ImageSet(LabelledSegments):
@@ -64,8 +66,8 @@ def open_image_set(root: Path) -> ImageSet:
         raise cache.CacheError(f"{root} is not a complete image cache (no {cache.META_FILE}); run build_image_set")
     meta = cache.read_meta(root)
     images = np.load(root / "images.npy", mmap_mode="r")
-    segments = pd.read_csv(root / "segments.csv", dtype={"track_id": str, "label": str, "path": str})
-    clips = pd.read_csv(root / "clips.csv", dtype={"track_id": str, "label": str, "path": str, "reason": str})
+    segments = read_segments(root / "segments.csv")
+    clips = read_manifest(root / "clips.csv")
     if len(segments) != images.shape[0]:
         raise cache.CacheError(f"{root}: {len(segments)} segment rows but {images.shape[0]} images; delete it to rebuild")
     return ImageSet(root=root, images=images, segments=segments, clips=clips, meta=meta)
@@ -79,7 +81,8 @@ class ImageParams:
 
     Defaults follow the paper and librosa's defaults, which the paper's mel-spectrograms
     were made with: 10 × 3 s segments at 22050 Hz, n_fft 2048, hop 512, 128 mel bands,
-    dB with an 80 dB range, 224×224 images (ResNet-50's input size).
+    dB with an 80 dB range, 224×224 images (ResNet-50's input size). The first four fields
+    are the :class:`genrestudy.signals.SegmentParams` of :attr:`segment_params`.
     """
 
     sample_rate: int = 22050
@@ -95,18 +98,20 @@ class ImageParams:
     image_size: int = 224
 
     def __post_init__(self):
-        checks = {"sample_rate": self.sample_rate > 0, "n_segments": self.n_segments >= 1,
-                  "segment_seconds": self.segment_seconds > 0, "n_fft": self.n_fft >= 16,
-                  "hop_length": self.hop_length >= 1, "n_mels": self.n_mels >= 2,
-                  "top_db": self.top_db > 0, "image_size": self.image_size >= 8,
-                  "pad_seconds": 0 <= self.pad_seconds < self.segment_seconds}
-        bad = [k for k, ok in checks.items() if not ok]
-        if bad:
-            raise ValueError(f"invalid image parameters {', '.join(f'{k}={getattr(self, k)!r}' for k in bad)}")
+        checks = {**segment_checks(self.sample_rate, self.n_segments, self.segment_seconds, self.pad_seconds),
+                  "n_fft": self.n_fft >= 16, "hop_length": self.hop_length >= 1, "n_mels": self.n_mels >= 2,
+                  "top_db": self.top_db > 0, "image_size": self.image_size >= 8}
+        raise_invalid(self, checks, "image")
+
+    @property
+    def segment_params(self) -> SegmentParams:
+        """The segmentation part of these parameters (the signal cache the images come from)."""
+        return SegmentParams(sample_rate=self.sample_rate, n_segments=self.n_segments,
+                             segment_seconds=self.segment_seconds, pad_seconds=self.pad_seconds)
 
     @property
     def segment_samples(self) -> int:
-        return int(round(self.segment_seconds * self.sample_rate))
+        return self.segment_params.segment_samples
 
     @property
     def segment_frames(self) -> int:
@@ -184,25 +189,16 @@ def mel_power(signal: np.ndarray, params: ImageParams) -> np.ndarray:
     return (power @ basis_t).T
 
 
-def mel_images(signal: np.ndarray, params: ImageParams = ImageParams()) -> np.ndarray:
-    """The images of a clip's segments, ``(k, image_size, image_size)`` uint8.
+def segment_images(segments: np.ndarray, params: ImageParams = ImageParams()) -> np.ndarray:
+    """The images of a clip's consecutive ``(k, segment_samples)`` segments, ``(k, image_size, image_size)`` uint8.
 
     The clip's mel spectrogram is computed once and sliced per segment (each slice starts
     at the STFT frame nearest the segment's start), rather than re-framing every segment.
     Each segment's dB is relative to its own loudest bin, so quiet and loud passages use the
     whole 0–255 range; a silent segment is all zeros, never -inf or NaN.
-
-    Raises
-    ------
-    ClipTooShortError
-        The clip is shorter than one segment.
     """
-    from .segments import segment_clip
-
-    segments = segment_clip(signal, sample_rate=params.sample_rate, n_segments=params.n_segments,
-                            segment_seconds=params.segment_seconds, pad_seconds=params.pad_seconds)
     k = len(segments)
-    power = mel_power(segments.reshape(-1), params)
+    power = mel_power(np.reshape(segments, -1), params)
     frames = params.segment_frames
     starts = np.minimum(np.rint(np.arange(k) * params.segment_samples / params.hop_length).astype(int),
                         power.shape[1] - frames)
@@ -217,44 +213,65 @@ def mel_images(signal: np.ndarray, params: ImageParams = ImageParams()) -> np.nd
     return (images + 0.5).astype(np.uint8)
 
 
+def mel_images(signal: np.ndarray, params: ImageParams = ImageParams()) -> np.ndarray:
+    """The images of a whole clip's segments (:func:`segment_images` of :func:`segment_clip`).
+
+    Raises
+    ------
+    ClipTooShortError
+        The clip is shorter than one segment.
+    """
+    return segment_images(segment_clip(signal, **asdict(params.segment_params)), params)
+
+
 # ---------------------------------------------------------------- the image cache
 
 _CACHE_KIND = "images"
 _FORMAT_VERSION = 1
 
 
-def _clip_to_part(path: str, part: Path, params: ImageParams) -> dict:
-    """Worker: one clip → its images in ``part`` (written atomically); the outcome as a dict."""
-    from .audio import AudioError, load_audio
-    from .segments import ClipTooShortError
-
-    try:
-        signal, _ = load_audio(path, sample_rate=params.sample_rate)
-        images = mel_images(signal, params)
-    except (AudioError, ClipTooShortError) as exc:
-        return {"status": "excluded", "reason": str(exc), "segments": 0}
-    cache.save_array(part, images)
-    return {"status": "usable", "reason": "", "segments": len(images)}
-
-
 def image_cache_key(manifest: pd.DataFrame, params: ImageParams) -> str:
-    """Key of the image cache: the usable clips (path, size, mtime), every parameter, library versions."""
+    """Key of the image cache: the usable clips (path, size, mtime), every parameter, library versions.
+
+    The same key as when images were computed straight from the audio: they are the same
+    images, so the caches built on them (features, trained models) stay valid.
+    """
     clips = manifest[manifest["status"] == "usable"]
     return cache.cache_key(f"images-v{_FORMAT_VERSION}",
                            clips[["track_id", "label", "path", "bytes", "mtime_ns"]].values.tolist(),
                            asdict(params), cache.library_versions("librosa", "soxr", "soundfile"))
 
 
+def _build_images(manifest: pd.DataFrame, params: ImageParams, entry: Path, *, synthetic: bool, n_jobs: int,
+                  cache_root) -> dict:
+    import time
+
+    from tqdm import tqdm
+
+    signal_set: SignalSet = build_signal_set(manifest, params.segment_params, synthetic=synthetic,
+                                             n_jobs=n_jobs, cache_root=cache_root)
+    started = time.perf_counter()
+    size = params.image_size
+    total = write_segment_array(entry, signal_set, partial(segment_images, params=params), "images.npy",
+                               (size, size), np.uint8, n_jobs=n_jobs, desc="mel images")
+    n_clips = int((signal_set.clips["status"] == "usable").sum())
+    n_excluded = int((signal_set.clips["status"] != "usable").sum())
+    tqdm.write(f"mel images: {total} segments from {n_clips} clips ({n_excluded} excluded) "
+               f"in {time.perf_counter() - started:.1f} s → {entry}")
+    return {"params": asdict(params), "synthetic": synthetic, "n_segments": total, "n_clips": n_clips,
+            "signal_cache": signal_set.key, "versions": cache.library_versions("librosa", "soxr", "soundfile", "numpy")}
+
+
 def build_image_set(manifest: pd.DataFrame, params: ImageParams = ImageParams(), *,
                     synthetic: bool = False, n_jobs: int = -1, cache_root=None) -> ImageSet:
     """Compute (or reuse) the mel images of every usable clip of ``manifest``.
 
-    Clips run in parallel (one thread per core); each clip is decoded once and its
-    segments sliced from one spectrogram. Every finished clip is kept as a part file, so a
-    run killed half-way resumes where it stopped; the parts are gathered into one
-    memory-mappable ``images.npy`` at the end and ``meta.json`` is written last. A second
-    call with the same manifest and parameters returns at once; any changed file or
-    parameter gives another key and never reads stale images.
+    The clips' decoded segments come from the signal cache (:func:`genrestudy.signals.build_signal_set`,
+    built first if needed: the only step that reads audio); each clip's images are then
+    computed from its memory-mapped segments in parallel threads, one spectrogram per clip.
+    A run killed half-way resumes where it stopped; a second call with the same manifest
+    and parameters returns at once; any changed file or parameter gives another key and
+    never reads stale images.
 
     Parameters
     ----------
@@ -272,84 +289,12 @@ def build_image_set(manifest: pd.DataFrame, params: ImageParams = ImageParams(),
     Raises
     ------
     genrestudy.cache.CacheError
-        The cache folder cannot be written (one line naming it).
+        The cache folder cannot be written, or the disk fills up (one line naming it).
     ValueError
         No usable clip in ``manifest``.
     """
-    import time
-
-    from joblib import Parallel, delayed
-    from threadpoolctl import threadpool_limits
-    from tqdm import tqdm
-
-    clips = manifest.copy()
-    todo = clips.index[clips["status"] == "usable"]
-    if len(todo) == 0:
+    if not (manifest["status"] == "usable").any():
         raise ValueError("no usable clip in the manifest: nothing to turn into images")
-    key = image_cache_key(clips, params)
-    entry = cache.entry_dir(_CACHE_KIND, key, cache_root)
-    if cache.is_complete(entry):
-        try:
-            return open_image_set(entry)
-        except (cache.CacheError, OSError, ValueError) as exc:
-            log.warning("image cache %s is damaged (%s); rebuilding it", entry, exc)
-            (entry / cache.META_FILE).unlink(missing_ok=True)
-
-    parts = cache.make_writable_dir(entry / "parts")
-    part_of = {i: parts / f"{n:06d}.npy" for n, i in enumerate(todo)}
-    pending = [i for i in todo if not part_of[i].is_file()]
-    started = time.perf_counter()
-    outcomes = {}
-    if pending:
-        # Threads, not processes: decoding, FFT, BLAS and numpy's array loops all release the
-        # GIL, so threads scale over cores without each worker paying seconds of imports;
-        # BLAS is held to one thread per worker so that the workers don't oversubscribe cores.
-        with threadpool_limits(limits=1, user_api="blas"):
-            jobs = Parallel(n_jobs=n_jobs, prefer="threads", return_as="generator")(
-                delayed(_clip_to_part)(clips.at[i, "path"], part_of[i], params) for i in pending)
-            for i, outcome in tqdm(zip(pending, jobs), total=len(pending), desc="mel images", unit="clip"):
-                outcomes[i] = outcome
-    for i in todo:
-        if i not in outcomes:  # done by an earlier, interrupted run
-            outcomes[i] = {"status": "usable", "reason": "",
-                           "segments": np.load(part_of[i], mmap_mode="r").shape[0]}
-    outcome_frame = pd.DataFrame.from_dict(outcomes, orient="index")
-    clips["segments"] = 0
-    for column in ("status", "reason", "segments"):
-        clips.loc[outcome_frame.index, column] = outcome_frame[column]
-    for i in clips.index[(clips["status"] == "excluded") & clips.index.isin(todo)]:
-        log.warning("excluded %s: %s", clips.at[i, "path"], clips.at[i, "reason"])
-
-    done = [i for i in todo if clips.at[i, "status"] == "usable"]
-    if not done:
-        raise ValueError("no clip could be turned into images: " + "; ".join(clips.loc[todo, "reason"].unique()))
-    total = int(clips.loc[done, "segments"].sum())
-    size = params.image_size
-    with cache.atomic_path(entry / "images.npy") as tmp:
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(total, size, size))
-        row = 0
-        for i in done:
-            block = np.load(part_of[i], mmap_mode="r")
-            out[row:row + len(block)] = block
-            row += len(block)
-        out.flush()
-        del out
-    segments = pd.DataFrame({
-        "segment_id": np.arange(total),
-        "track_id": np.repeat(clips.loc[done, "track_id"].to_numpy(), clips.loc[done, "segments"].astype(int)),
-        "label": np.repeat(clips.loc[done, "label"].to_numpy(), clips.loc[done, "segments"].astype(int)),
-        "segment": np.concatenate([np.arange(n) for n in clips.loc[done, "segments"].astype(int)]),
-        "path": np.repeat(clips.loc[done, "path"].to_numpy(), clips.loc[done, "segments"].astype(int)),
-    })
-    cache.write_csv(entry / "segments.csv", segments)
-    cache.write_csv(entry / "clips.csv", clips)
-    cache.finish(entry, {"kind": _CACHE_KIND, "key": key, "params": asdict(params), "synthetic": synthetic,
-                         "n_segments": total, "n_clips": len(done),
-                         "versions": cache.library_versions("librosa", "soxr", "soundfile", "numpy")})
-    for part in part_of.values():
-        part.unlink(missing_ok=True)
-    parts.rmdir()
-    n_excluded = int((clips["status"] != "usable").sum())
-    tqdm.write(f"mel images: {total} segments from {len(done)} clips ({n_excluded} excluded) "
-               f"in {time.perf_counter() - started:.1f} s → {entry}")
-    return open_image_set(entry)
+    build = partial(_build_images, manifest, params, synthetic=synthetic, n_jobs=n_jobs, cache_root=cache_root)
+    return cache.open_or_build(_CACHE_KIND, image_cache_key(manifest, params), open_entry=open_image_set,
+                               build=build, root=cache_root)

@@ -73,3 +73,37 @@ class LabelledSegments:
     def synthetic(self) -> bool:
         """Whether the rows come from the synthetic demo data set."""
         return bool(self.meta.get("synthetic", False))
+
+
+#: the columns of every per-segment table written to a cache (``segments.csv``)
+SEGMENT_COLUMNS = ["segment_id", "track_id", "label", "segment", "path"]
+
+
+def read_segments(path) -> pd.DataFrame:
+    """Read a ``segments.csv`` written by a cache builder.
+
+    Text columns stay text: a genre folder named ``NA`` or ``None`` is a label, not a
+    missing value (``keep_default_na=False``); the integer columns have no missing values.
+    """
+    import pandas as pd
+
+    return pd.read_csv(path, dtype={"track_id": str, "label": str, "path": str}, keep_default_na=False)
+
+
+def segment_table(clips: pd.DataFrame) -> pd.DataFrame:
+    """One row per segment of the usable clips of ``clips``, in signal-row order.
+
+    ``clips`` has ``status``, ``segments`` and ``signal_row`` columns; the table has
+    :data:`SEGMENT_COLUMNS` and ``signal_row``.
+    """
+    import pandas as pd
+
+    used = clips[clips["status"] == "usable"].sort_values("signal_row")
+    counts = used["segments"].astype(int).to_numpy()
+    return pd.DataFrame({
+        "segment_id": np.arange(counts.sum()),
+        **{column: np.repeat(used[column].to_numpy(), counts) for column in ("track_id", "label")},
+        "segment": np.concatenate([np.arange(n) for n in counts]),
+        "path": np.repeat(used["path"].to_numpy(), counts),
+        "signal_row": np.repeat(used["signal_row"].to_numpy(), counts),
+    })

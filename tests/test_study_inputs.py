@@ -1,0 +1,73 @@
+"""One set of study inputs: every notebook has them with the same defaults, and a value given once reaches all."""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from genrestudy import cache, paths, profiles, study
+
+NOTEBOOKS = sorted(p.stem for p in (paths.project_root() / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+DEFAULTS = study.StudyInputs().as_dict()
+
+
+def _code(stem: str) -> str:
+    cells = json.loads((paths.project_root() / "notebooks" / f"{stem}.ipynb").read_text())["cells"]
+    return "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+
+
+@pytest.mark.parametrize("stem", NOTEBOOKS)
+def test_every_notebook_takes_the_study_inputs_with_their_defaults(stem):
+    defaults = profiles.notebook_defaults(stem)
+    shared = {name: value for name, value in defaults.items() if name in DEFAULTS}
+    for name, value in shared.items():
+        expected = list(DEFAULTS[name]) if isinstance(DEFAULTS[name], tuple) else DEFAULTS[name]
+        assert value == expected, f"{stem}: {name} = {value!r}, the study's default is {expected!r}"
+    assert {"data", "demo_clips_per_genre", "demo_seed", *study.IMAGE_FIELDS} <= set(shared), stem
+    assert "StudyInputs.from_parameters(globals())" in _code(stem)
+
+
+def test_inputs_are_frozen_hashable_and_validated():
+    inputs = study.StudyInputs(n_mels=96, seeds=[3, 4], retrain_seed=0)
+    assert inputs.seeds == (3, 4) and hash(inputs) == hash(study.StudyInputs(n_mels=96, seeds=(3, 4), retrain_seed=0))
+    assert inputs.image_params()["n_mels"] == 96 and inputs.key() != study.StudyInputs().key()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        inputs.n_mels = 64
+    with pytest.raises(ValueError, match="protocol='leaky'"):
+        study.StudyInputs(protocol="leaky")
+    picked = study.StudyInputs.from_parameters({"n_mels": 64, "n_samples": 12, "protocol": "paper"})
+    assert (picked.n_mels, picked.protocol, picked.budget) == (64, "paper", DEFAULTS["budget"])
+
+
+def test_an_override_reaches_every_notebook_that_has_the_parameter(capsys):
+    for stem in NOTEBOOKS:
+        params = profiles.notebook_parameters("demo", stem, {"n_mels": 96})
+        assert params["n_mels"] == 96, stem  # every notebook builds images, so every one has it
+    paper = profiles.notebook_parameters("paper", "03_tune_lightgbm", {"n_mels": 96, "budget": 9})
+    assert (paper["n_mels"], paper["budget"], paper["weights"], paper["protocol"]) == (96, 9, "imagenet", "paper")
+    assert "budget" not in profiles.notebook_parameters("paper", "01_preprocess", {"budget": 9})
+    assert profiles.main(["params", "demo", "02_extract_features", "-p", "n_mels", "96", "-p", "weights", "None"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"n_mels": 96, "weights": None}
+    assert profiles.main(["check", "demo", "-p", "n_mel", "96"]) == 1
+    assert "no notebook has the parameter(s) n_mel" in capsys.readouterr().err
+    assert profiles.parse_value("[0, 1]") == [0, 1] and profiles.parse_value("imagenet") == "imagenet"
+
+
+def test_a_changed_n_mels_reaches_the_features_notebook_03_tunes_on(study_dirs, tmp_path):
+    # defect: notebook 03 called study.image_set(data) and silently rebuilt the default images
+    from conftest import make_dataset
+    import papermill
+
+    root = make_dataset(tmp_path / "set", genres=("blues", "rock", "jazz"), clips=10, seconds=7.0)
+    params = {"data": str(root), "n_segments": 2, "n_mels": 48, "image_size": 64, "input_size": 32,
+              "backbone": "MobileNetV2", "protocol": "track", "budget": 2, "seeds": [0], "num_boost_round": 5,
+              "retrain_rounds": 5, "hybrid_model_file": str(tmp_path / "hybrid.zip")}
+    papermill.execute_notebook(str(paths.project_root() / "notebooks" / "03_tune_lightgbm.ipynb"),
+                               str(tmp_path / "03.ipynb"), parameters=params, progress_bar=False, kernel_name="python3")
+    image_entries = [cache.read_meta(p.parent) for p in (study_dirs["cache"] / "images").glob("*/meta.json")]
+    assert [m["params"]["n_mels"] for m in image_entries] == [48]  # no default-setting images were built
+    feature_entries = [cache.read_meta(p.parent) for p in (study_dirs["cache"] / "features").glob("*/meta.json")]
+    assert [m["image_cache"] for m in feature_entries] == [image_entries[0]["key"]]
+    inputs = study.StudyInputs.from_parameters(params)
+    assert study.feature_set(inputs).meta["image_cache"] == image_entries[0]["key"]
