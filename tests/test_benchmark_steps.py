@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from genrestudy import benchmark_steps, efficiency, endtoend, features, results, splits, study
+from genrestudy import benchmark_steps, device, efficiency, endtoend, features, splits, study, table8
 
 from conftest import make_dataset
 
@@ -27,7 +27,7 @@ def test_limit_training_rows_keeps_a_seeded_subset_of_training_rows():
 
 
 def test_gpu_peak_is_none_without_a_gpu():
-    if features.accelerator() == "gpu":
+    if device.accelerator() == "gpu":
         pytest.skip("a GPU is present")
     assert benchmark_steps.gpu_peak_mb() is None
 
@@ -41,17 +41,18 @@ def tiny_study(tmp_path_factory):
             mp.setenv(f"GENRESTUDY_{name.upper()}", str(base / name))
         root = make_dataset(base / "audio", genres=("blues", "rock"), clips=2, seconds=30.5)
         data_kw = {"data": str(root), "image_size": IMAGE_SIZE}
-        image_set = study.image_set(str(root), image_size=IMAGE_SIZE, n_jobs=1)
+        image_set = study.image_set(study.StudyInputs(data=str(root), image_size=IMAGE_SIZE), n_jobs=1)
         yield {"base": base, "data_kw": data_kw, "image_set": image_set}
 
 
 def _entries(base, kind):
     folder = base / "cache" / kind
-    return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+    # entries are folders; cache.open_or_build keeps an <entry>.lock file beside each
+    return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
 
 
 def test_lightgbm_step_fits_from_cached_features_in_a_fresh_process(tiny_study):
-    kw = {**tiny_study["data_kw"], "protocol": "paper", "params": results.PAPER_TABLE4_PARAMS,
+    kw = {**tiny_study["data_kw"], "protocol": "paper", "params": table8.PAPER_TABLE4_PARAMS,
           "num_boost_round": 5, "early_stopping_rounds": None}
     report = benchmark_steps.fit_lightgbm(**kw)
     assert report["train_rows"] == 32 and report["best_iteration"] == 5 and report["seconds"] > 0
@@ -79,7 +80,7 @@ def test_end_to_end_step_trains_from_scratch_and_caches_nothing(tiny_study):
     report = benchmark_steps.fit_end_to_end(**tiny_study["data_kw"], protocol="paper", settings=TINY_FIT,
                                             max_train_images=10)
     assert report["epochs"] == 1 and report["train_images"] == 10 and report["seconds"] > 0
-    assert report["device"] == features.accelerator()
+    assert report["device"] == device.accelerator()
     assert _entries(tiny_study["base"], "endtoend") == []
 
 
@@ -88,7 +89,7 @@ def test_predictors_run_both_pipelines_at_any_batch_size(tiny_study):
     split = splits.make_split(image_set.segments, "paper", seed=0)
     settings = endtoend.training_settings("demo", **TINY_FIT)
     models = benchmark_steps.prediction_models(image_set, split, settings=settings,
-                                               params=results.PAPER_TABLE4_PARAMS, num_boost_round=5)
+                                               params=table8.PAPER_TABLE4_PARAMS, num_boost_round=5)
     assert models["end_to_end"].kind == "end-to-end" and models["hybrid"].kind == "hybrid"
     images = image_set.images[:10]
     for name, predictor in (("end_to_end", benchmark_steps.end_to_end_predictor(models["end_to_end"])),

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from conftest import write_audio
 
-from genrestudy import cli, endtoend, predict
+from genrestudy import cli, endtoend, modelfile, predict
 from genrestudy.images import ImageParams
 
 GENRES = ("blues", "jazz", "rock", "pop")
@@ -29,7 +29,7 @@ def files(tmp_path_factory):
     network = endtoend.build_model(len(GENRES), image_size=32, input_size=32, dense_units=8, seed=0)
     header = endtoend.model_metadata(classes=GENRES, image_params=asdict(PARAMS), input_size=32, image_size=32,
                                      weights="random-init-seed0", synthetic=True, training={})
-    e2e = endtoend.save_model(network, base / "e2e.keras", metadata=header)
+    e2e = modelfile.save_keras_model(network, base / "e2e.keras", metadata=header)
     plain = base / "plain.keras"
     network.save(plain)
     # a booster over MobileNetV2's 1280 features; what it learned does not matter here
@@ -117,7 +117,7 @@ def test_default_model_and_options(capsys, files, monkeypatch, tmp_path):
     first = next(iter(files["good"]))
     code, _, err = run(capsys, ["predict", first])
     assert code == cli.EXIT_NO_MODEL and "04_finetune_resnet50" in err[0]
-    target = predict.default_model_path()
+    target = modelfile.default_model_path()
     target.parent.mkdir(parents=True)
     target.write_bytes(Path(files["e2e"]).read_bytes())
     code, out, _ = run(capsys, ["predict", first, "--top", "1"])

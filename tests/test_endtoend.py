@@ -1,4 +1,5 @@
-"""End-to-end ResNet-50: settings, augmentation, batched feeding, the model, two-phase training, files."""
+"""End-to-end ResNet-50 and the training machinery it uses: settings, augmentation, batched feeding,
+the model, two-phase training, the trained-model cache, files, figures."""
 from __future__ import annotations
 
 import json
@@ -11,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from genrestudy import cache, endtoend, features, predict, splits
+from genrestudy import backbones, cache, device, endtoend, modelfile, plots, splits, training
 from genrestudy.images import ImageParams, open_image_set
 
 CLASSES = ("blues", "jazz", "rock")
@@ -70,7 +71,7 @@ def test_profiles_demo_is_small_and_paper_is_the_papers():
 def test_training_settings_overrides():
     s = endtoend.training_settings("paper", input_size=None, finetune_blocks=3, augment=False)
     assert s.input_size == 224 and s.finetune_blocks == 3 and s.augmentation is None
-    assert endtoend.training_settings("demo", augment=True).augmentation == endtoend.Augmentation()
+    assert endtoend.training_settings("demo", augment=True).augmentation == training.Augmentation()
     with pytest.raises(ValueError, match="unknown training profile"):
         endtoend.training_settings("huge")
     with pytest.raises(ValueError, match="unknown training settings"):
@@ -88,7 +89,7 @@ def test_bad_settings_are_refused(bad):
 def test_settings_round_trip_through_asdict():
     s = endtoend.TrainSettings(finetune_blocks="all")
     again = endtoend.TrainSettings(**json.loads(json.dumps(asdict(s))))
-    assert again == s and isinstance(again.augmentation, endtoend.Augmentation)
+    assert again == s and isinstance(again.augmentation, training.Augmentation)
 
 
 # ---------------------------------------------------------------- augmentation
@@ -96,7 +97,7 @@ def test_settings_round_trip_through_asdict():
 def test_time_shift_is_a_circular_shift_along_time_only():
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (5, 16, 20)).astype(np.uint8)
-    aug = endtoend.Augmentation(time_shift=0.3, time_masks=0, freq_masks=0)
+    aug = training.Augmentation(time_shift=0.3, time_masks=0, freq_masks=0)
     out = aug.apply(images, np.random.default_rng(1))
     assert out.shape == images.shape and out.dtype == np.uint8
     shifted = 0
@@ -109,7 +110,7 @@ def test_time_shift_is_a_circular_shift_along_time_only():
 
 def test_masks_silence_whole_bands_and_leave_the_rest():
     images = np.full((20, 32, 32), 200, dtype=np.uint8)
-    aug = endtoend.Augmentation(time_shift=0.0, time_masks=1, time_mask_width=0.25, freq_masks=1,
+    aug = training.Augmentation(time_shift=0.0, time_masks=1, time_mask_width=0.25, freq_masks=1,
                                 freq_mask_width=0.25)
     out = aug.apply(images, np.random.default_rng(0))
     assert set(np.unique(out)) <= {0, 200}
@@ -125,13 +126,13 @@ def test_masks_silence_whole_bands_and_leave_the_rest():
 
 def test_augmentation_is_deterministic_per_seed_and_validated():
     images = np.random.default_rng(0).integers(0, 256, (4, 24, 24)).astype(np.uint8)
-    aug = endtoend.Augmentation()
+    aug = training.Augmentation()
     a, b = aug.apply(images, np.random.default_rng(5)), aug.apply(images, np.random.default_rng(5))
     assert np.array_equal(a, b)
     assert not np.array_equal(a, aug.apply(images, np.random.default_rng(6)))
     for bad in (dict(time_shift=1.0), dict(time_mask_width=-0.1), dict(freq_masks=-1), dict(time_masks=1.5)):
         with pytest.raises(ValueError, match="invalid augmentation"):
-            endtoend.Augmentation(**bad)
+            training.Augmentation(**bad)
 
 
 # ---------------------------------------------------------------- feeding
@@ -139,14 +140,14 @@ def test_augmentation_is_deterministic_per_seed_and_validated():
 def test_batches_feed_the_right_rows_preprocessed(tmp_path):
     image_set = write_image_set(tmp_path / "set")
     rows = np.arange(3, 30, 2)
-    feed = endtoend.ImageBatches(image_set.images, rows, image_set.labels, batch_size=4)
+    feed = training.ImageBatches(image_set.images, rows, image_set.labels, batch_size=4)
     assert isinstance(image_set.images, np.memmap)
     assert len(feed) == 4
     seen = []
     for i in range(len(feed)):
         x, y = feed[i]
         picked = feed.batch_rows(i)
-        expected = features.preprocess_images(image_set.rgb(picked), backbone="ResNet50")
+        expected = backbones.preprocess_images(image_set.rgb(picked), backbone="ResNet50")
         np.testing.assert_array_equal(x, expected)
         np.testing.assert_array_equal(y, image_set.labels[picked])
         assert x.dtype == np.float32 and x.shape[1:] == (32, 32, 3)
@@ -161,7 +162,7 @@ def test_shuffling_changes_per_epoch_fixed_by_seed(tmp_path):
     rows = np.arange(len(image_set))
 
     def orders(seed):
-        feed = endtoend.ImageBatches(image_set.images, rows, image_set.labels, batch_size=5, shuffle=True, seed=seed)
+        feed = training.ImageBatches(image_set.images, rows, image_set.labels, batch_size=5, shuffle=True, seed=seed)
         out = []
         for _ in range(2):
             epoch = np.concatenate([feed.batch_rows(i) for i in range(len(feed))])
@@ -179,9 +180,9 @@ def test_shuffling_changes_per_epoch_fixed_by_seed(tmp_path):
 def test_augmented_batches_differ_from_plain_ones_labels_do_not(tmp_path):
     image_set = write_image_set(tmp_path / "set")
     rows = np.arange(len(image_set))
-    plain = endtoend.ImageBatches(image_set.images, rows, image_set.labels, batch_size=8)
-    aug = endtoend.ImageBatches(image_set.images, rows, image_set.labels, batch_size=8,
-                                augmentation=endtoend.Augmentation(time_shift=0.2))
+    plain = training.ImageBatches(image_set.images, rows, image_set.labels, batch_size=8)
+    aug = training.ImageBatches(image_set.images, rows, image_set.labels, batch_size=8,
+                                augmentation=training.Augmentation(time_shift=0.2))
     (xp, yp), (xa, ya) = plain[0], aug[0]
     assert not np.array_equal(xp, xa)
     np.testing.assert_array_equal(yp, ya)
@@ -191,13 +192,72 @@ def test_augmented_batches_differ_from_plain_ones_labels_do_not(tmp_path):
 def test_bad_feeding_input_is_refused(tmp_path):
     image_set = write_image_set(tmp_path / "set")
     with pytest.raises(ValueError, match="rows must index"):
-        endtoend.ImageBatches(image_set.images, [0, len(image_set)], image_set.labels)
+        training.ImageBatches(image_set.images, [0, len(image_set)], image_set.labels)
     with pytest.raises(ValueError, match="no rows"):
-        endtoend.ImageBatches(image_set.images, [], image_set.labels)
+        training.ImageBatches(image_set.images, [], image_set.labels)
     with pytest.raises(ValueError, match="one class per image"):
-        endtoend.ImageBatches(image_set.images, [0], image_set.labels[:3])
+        training.ImageBatches(image_set.images, [0], image_set.labels[:3])
     with pytest.raises(IndexError):
-        endtoend.ImageBatches(image_set.images, [0, 1], image_set.labels).batch_rows(5)
+        training.ImageBatches(image_set.images, [0, 1], image_set.labels).batch_rows(5)
+
+
+def test_batches_for_a_network_that_is_not_an_imagenet_backbone(tmp_path):
+    image_set = write_image_set(tmp_path / "set")
+    rows = np.arange(0, 12)
+    grey = training.ImageBatches(image_set.images, rows, image_set.labels, preprocess=None, channels=1,
+                                 batch_size=5)
+    x, y = grey[0]
+    picked = grey.batch_rows(0)
+    # float32 0-255 grey values, nothing subtracted or scaled: the network scales them itself
+    assert x.dtype == np.float32 and x.shape == (5, 32, 32, 1)
+    np.testing.assert_array_equal(x[..., 0], image_set.images[picked].astype(np.float32))
+    np.testing.assert_array_equal(y, image_set.labels[picked])
+    x3, _ = training.ImageBatches(image_set.images, rows, image_set.labels, preprocess=None, batch_size=5)[0]
+    assert x3.shape == (5, 32, 32, 3) and all(np.array_equal(x3[..., c], x[..., 0]) for c in range(3))
+    with pytest.raises(ValueError, match="unknown backbone"):
+        training.ImageBatches(image_set.images, rows, image_set.labels, preprocess="VGG99")
+    with pytest.raises(ValueError, match="channels must be >= 1"):
+        training.ImageBatches(image_set.images, rows, image_set.labels, preprocess=None, channels=0)
+
+
+def test_the_training_machinery_trains_and_caches_a_small_network_of_another_kind(tmp_path, monkeypatch):
+    """Not only ResNet-50: a tiny CNN on raw grey images, its own model kind, the same cache helper."""
+    import keras
+
+    monkeypatch.setattr(modelfile, "_KINDS", dict(modelfile._KINDS))  # the registration ends with the test
+    modelfile.register_kind("tiny-cnn", required=("layers",))
+    image_set = write_image_set(tmp_path / "set")
+    split = splits.make_split(image_set.segments, "track", seed=0, fractions=(0.5, 0.25, 0.25))
+    rows = training.split_rows(split)
+
+    def train():
+        keras.utils.set_random_seed(0)
+        with training.building_in("float32"):
+            inputs = keras.Input((32, 32, 1))
+            x = keras.layers.Rescaling(1 / 255)(inputs)
+            x = keras.layers.Conv2D(4, 3, activation="relu")(x)
+            x = keras.layers.GlobalAveragePooling2D()(x)
+            model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax", dtype="float32")(x))
+        feed = dict(preprocess=None, channels=1, batch_size=8)
+        history, seconds = training.fit_phase(
+            model, training.ImageBatches(image_set.images, rows["train"], image_set.labels, shuffle=True, **feed),
+            training.ImageBatches(image_set.images, rows["valid"], image_set.labels, **feed),
+            phase="only", learning_rate=1e-2, first_epoch=0, epochs=2, patience=1)
+        header = modelfile.model_header("tiny-cnn", classes=image_set.classes, image_params=asdict(TINY_PARAMS),
+                                        synthetic=True, layers=len(model.layers))
+        return model, training.join_phases([history]), header
+
+    first = training.cached_training("tiny", "key0", train, root=tmp_path / "cache")
+    assert first.meta["kind"] == "tiny-cnn" and first.classes == list(CLASSES)
+    assert first.history["phase"].tolist()[0] == "only" and first.model_file.is_file()
+    again = training.cached_training("tiny", "key0", lambda: pytest.fail("retrained"), root=tmp_path / "cache")
+    p1, _ = training.predict_rows(first.model, image_set, rows["test"], preprocess=None, channels=1,
+                                  batch_size=4, progress=False)
+    p2, _ = training.predict_rows(again.model, image_set, rows["test"], preprocess=None, channels=1,
+                                  batch_size=4, progress=False)
+    np.testing.assert_allclose(p1, p2, rtol=1e-6)
+    scored = training.evaluate_part(again, image_set, split, preprocess=None, channels=1, progress=False)
+    assert set(scored["scores"]) >= {"accuracy", "track_accuracy"}
 
 
 # ---------------------------------------------------------------- the model
@@ -236,9 +296,10 @@ def test_bfloat16_model_computes_in_bfloat16_with_float32_weights_and_output():
     assert conv.dtype_policy.name == "mixed_bfloat16" and conv.kernel.dtype == "float32"
     assert model.get_layer("genre").dtype_policy.name == "float32"
     assert keras.config.dtype_policy().name == "float32", "the global policy must be restored"
-    p = endtoend.predict_padded(model, np.random.default_rng(0).normal(0, 50, (3, 32, 32, 3)).astype("float32"), 4)
+    p = training.predict_padded(model, np.random.default_rng(0).normal(0, 50, (3, 32, 32, 3)).astype("float32"), 4)
     assert p.shape == (3, 3) and p.dtype == np.float32 and np.allclose(p.sum(axis=1), 1.0, atol=1e-3)
-    assert endtoend.resolve_precision("auto") == ("bfloat16" if features.accelerator() == "gpu" else "float32")
+    expected = "bfloat16" if device.accelerator() == "gpu" else "float32"
+    assert device.resolve_precision("auto", training=True) == expected
 
 
 def test_build_model_refuses_bad_input(tmp_path):
@@ -291,8 +352,8 @@ def test_training_is_cached_and_the_cached_model_predicts_the_same(tiny):
     assert again.root == tiny["result"].root
     pd.testing.assert_frame_equal(again.history, tiny["result"].history, check_dtype=False)
     rows = np.arange(6)
-    p1, _ = endtoend.predict_rows(tiny["result"].model, tiny["image_set"], rows, batch_size=4, progress=False)
-    p2, _ = endtoend.predict_rows(again.model, tiny["image_set"], rows, batch_size=4, progress=False)
+    p1, _ = training.predict_rows(tiny["result"].model, tiny["image_set"], rows, batch_size=4, progress=False)
+    p2, _ = training.predict_rows(again.model, tiny["image_set"], rows, batch_size=4, progress=False)
     np.testing.assert_allclose(p1, p2, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(p1.sum(axis=1), 1.0, rtol=1e-5)
 
@@ -331,15 +392,15 @@ def test_evaluation_scores_the_test_split_once(tiny):
 def test_saved_model_carries_label_order_and_preprocessing(tiny, tmp_path):
     path = tiny["result"].save(tmp_path / "model.keras")
     with zipfile.ZipFile(path) as archive:
-        assert {"config.json", "model.weights.h5", predict.HEADER_ENTRY} <= set(archive.namelist())
+        assert {"config.json", "model.weights.h5", modelfile.HEADER_ENTRY} <= set(archive.namelist())
         archive.extract("model.weights.h5", tmp_path)
     with h5py.File(tmp_path / "model.weights.h5") as weights:
         assert "optimizer" not in weights, "the optimizer state would only make the file bigger"
-    header = predict.read_header(path)
+    header = modelfile.read_header(path)
     assert header["kind"] == "end-to-end" and header["classes"] == list(CLASSES)
     assert ImageParams(**header["image_params"]) == TINY_PARAMS
     assert "preprocess_input" in header["preprocessing"] and header["input_size"] == 32
-    model, meta = endtoend.load_model(path)
+    model, meta = modelfile.load_keras_model(path)
     assert meta == header and model.output.shape[-1] == 3
     with pytest.raises(ValueError, match=".keras"):
         tiny["result"].save(tmp_path / "model.h5")
@@ -349,15 +410,15 @@ def test_saved_model_carries_label_order_and_preprocessing(tiny, tmp_path):
 def test_a_plain_keras_file_is_not_one_of_ours(tiny, tmp_path):
     plain = tmp_path / "plain.keras"
     tiny["result"].model.save(plain)
-    with pytest.raises(predict.ModelFileError, match="^not a genrestudy model: .*Keras model without"):
-        endtoend.load_model(plain)
+    with pytest.raises(modelfile.ModelFileError, match="^not a genrestudy model: .*Keras model without"):
+        modelfile.load_keras_model(plain)
 
 
 # ---------------------------------------------------------------- figures
 
 @pytest.mark.slow  # shares one tiny two-phase training run (~30 s)
 def test_training_curves_and_sample_grids(tiny):
-    fig = endtoend.plot_training_curves(tiny["result"].history)
+    fig = plots.plot_training_curves(tiny["result"].history)
     assert [ax.get_ylabel() for ax in fig.axes] == ["accuracy", "loss"]
     assert all(len(ax.get_lines()) >= 2 for ax in fig.axes)
     y_true = np.array([0, 0, 1, 1, 2, 2, 2])
@@ -366,7 +427,7 @@ def test_training_curves_and_sample_grids(tiny):
     wrong = endtoend.pick_samples(y_true, y_pred, correct=False, n=10)
     assert (y_true[right] == y_pred[right]).all() and len(set(y_true[right])) == 3
     assert sorted(wrong.tolist()) == [1, 4]
-    fig = endtoend.plot_sample_grid(tiny["image_set"], right, y_true[right], y_pred[right], classes=list(CLASSES),
+    fig = plots.plot_sample_grid(tiny["image_set"], right, y_true[right], y_pred[right], classes=list(CLASSES),
                                     title="correct")
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
     assert len(titles) == 3 and all(t.startswith("True: ") and "\nPred: " in t for t in titles)

@@ -1,4 +1,5 @@
-"""Feature extraction: preprocessing, backbones, BatchNorm folding, streaming, the feature cache."""
+"""Feature extraction and the backbones under it: preprocessing, BatchNorm folding, the precision rule,
+streaming, the feature cache."""
 from __future__ import annotations
 
 import time
@@ -9,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from genrestudy import cache, features
+from genrestudy import backbones, cache, device, features, plots
 from genrestudy.images import open_image_set
 
 SMALL = 32  # smallest input most backbones accept; fast enough for unit tests
@@ -54,7 +55,7 @@ def image_set(study_dirs):
 
 @pytest.fixture(scope="module")
 def mobilenet():
-    return features.build_backbone("MobileNetV2", input_size=SMALL, precision="float32", seed=0)
+    return backbones.build_backbone("MobileNetV2", input_size=SMALL, precision="float32", seed=0)
 
 
 # ---------------------------------------------------------------- preprocessing
@@ -63,7 +64,7 @@ def test_resnet50_preprocessing_is_bgr_mean_subtracted_on_0_255():
     image = np.zeros((1, 4, 4, 3), np.uint8)
     image[0, 1, 2] = (200, 100, 50)  # R, G, B
     image[0, 0, 0] = (255, 255, 255)
-    x = features.preprocess_images(image, backbone="ResNet50")
+    x = backbones.preprocess_images(image, backbone="ResNet50")
     assert x.dtype == np.float32
     # BGR order, ImageNet BGR means subtracted, no scaling to [0, 1]
     np.testing.assert_allclose(x[0, 1, 2], [50 - 103.939, 100 - 116.779, 200 - 123.68], rtol=1e-6)
@@ -81,18 +82,18 @@ def test_resnet50_preprocessing_is_bgr_mean_subtracted_on_0_255():
 def test_each_backbone_gets_its_own_preprocessing(backbone, black, white):
     image = np.zeros((1, 2, 2, 3), np.uint8)
     image[0, 1, 1] = 255
-    x = features.preprocess_images(image, backbone=backbone)
+    x = backbones.preprocess_images(image, backbone=backbone)
     np.testing.assert_allclose(x[0, 0, 0], black, rtol=1e-5)
     np.testing.assert_allclose(x[0, 1, 1], white, rtol=1e-5)
 
 
 def test_rescaled_or_misshapen_images_are_rejected():
     with pytest.raises(ValueError, match="0-255"):
-        features.preprocess_images(np.full((1, 4, 4, 3), 0.5, np.float32))
+        backbones.preprocess_images(np.full((1, 4, 4, 3), 0.5, np.float32))
     with pytest.raises(ValueError, match=r"\(n, height, width, 3\)"):
-        features.preprocess_images(np.zeros((4, 4, 3), np.uint8))
+        backbones.preprocess_images(np.zeros((4, 4, 3), np.uint8))
     with pytest.raises(ValueError, match="unknown backbone 'ResNet99'"):
-        features.preprocess_images(np.zeros((1, 4, 4, 3), np.uint8), backbone="ResNet99")
+        backbones.preprocess_images(np.zeros((1, 4, 4, 3), np.uint8), backbone="ResNet99")
 
 
 # ---------------------------------------------------------------- backbones
@@ -104,9 +105,9 @@ def test_rescaled_or_misshapen_images_are_rejected():
     pytest.param("EfficientNetB7", marks=pytest.mark.slow),
 ])
 def test_every_backbone_builds_and_extracts(backbone):
-    spec = features.backbone_spec(backbone)
+    spec = backbones.backbone_spec(backbone)
     size = max(SMALL, spec.min_size)
-    model = features.build_backbone(backbone, input_size=size, image_size=SMALL, precision="float32")
+    model = backbones.build_backbone(backbone, input_size=size, image_size=SMALL, precision="float32")
     assert not model.trainable and model.output.shape[-1] == spec.n_features
     grey = np.random.default_rng(1).integers(0, 256, (3, SMALL, SMALL), dtype=np.uint8)
     out = features.stream_features(model, grey, backbone=backbone, batch_size=2, progress=False)
@@ -118,16 +119,16 @@ def test_folded_batchnorm_gives_the_plain_networks_features():
     keras.utils.set_random_seed(0)
     app = keras.applications.ResNet50(include_top=False, weights=None, input_shape=(SMALL, SMALL, 3))
     plain = keras.Model(app.input, keras.layers.GlobalAveragePooling2D()(app.output))
-    x = features.preprocess_images(np.random.default_rng(2).integers(0, 256, (4, SMALL, SMALL, 3), dtype=np.uint8))
+    x = backbones.preprocess_images(np.random.default_rng(2).integers(0, 256, (4, SMALL, SMALL, 3), dtype=np.uint8))
     expected = plain.predict_on_batch(x)
 
-    folded = features.build_backbone("ResNet50", input_size=SMALL, precision="float32", seed=0)
+    folded = backbones.build_backbone("ResNet50", input_size=SMALL, precision="float32", seed=0)
     names = [layer.name for layer in folded.layers[1].layers]
     assert not any(type(layer).__name__ == "BatchNormalization" for layer in folded.layers[1].layers)
     assert "conv1_bn" in names  # replaced in place, the graph keeps its names
     np.testing.assert_allclose(folded.predict_on_batch(x), expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
 
-    reduced = features.build_backbone("ResNet50", input_size=SMALL, precision="bfloat16", seed=0)
+    reduced = backbones.build_backbone("ResNet50", input_size=SMALL, precision="bfloat16", seed=0)
     inner = reduced.layers[1]
     assert inner.get_layer("conv2_block1_1_conv").dtype_policy.name == "bfloat16"  # weights kept in bf16
     assert inner.get_layer("conv2_block1_1_conv").kernel.dtype == "bfloat16"
@@ -135,23 +136,23 @@ def test_folded_batchnorm_gives_the_plain_networks_features():
 
 
 def test_random_initialisation_is_fixed_by_the_seed(mobilenet):
-    x = features.preprocess_images(np.random.default_rng(3).integers(0, 256, (2, SMALL, SMALL, 3), dtype=np.uint8),
+    x = backbones.preprocess_images(np.random.default_rng(3).integers(0, 256, (2, SMALL, SMALL, 3), dtype=np.uint8),
                                    backbone="MobileNetV2")
-    again = features.build_backbone("MobileNetV2", input_size=SMALL, precision="float32", seed=0)
-    other = features.build_backbone("MobileNetV2", input_size=SMALL, precision="float32", seed=1)
+    again = backbones.build_backbone("MobileNetV2", input_size=SMALL, precision="float32", seed=0)
+    other = backbones.build_backbone("MobileNetV2", input_size=SMALL, precision="float32", seed=1)
     np.testing.assert_array_equal(again.predict_on_batch(x), mobilenet.predict_on_batch(x))
     assert differ(other.predict_on_batch(x), mobilenet.predict_on_batch(x))
 
 
 def test_bad_backbone_arguments_fail_with_one_line():
     with pytest.raises(ValueError, match="unknown backbone"):
-        features.build_backbone("VGG16")
+        backbones.build_backbone("VGG16")
     with pytest.raises(ValueError, match="Xception needs input_size >= 71, got 32"):
-        features.build_backbone("Xception", input_size=32)
+        backbones.build_backbone("Xception", input_size=32)
     with pytest.raises(ValueError, match="unknown precision 'half'"):
-        features.build_backbone("MobileNetV2", input_size=SMALL, precision="half")
+        backbones.build_backbone("MobileNetV2", input_size=SMALL, precision="half")
     with pytest.raises(FileNotFoundError, match="weights file .*nope.h5 not found"):
-        features.build_backbone("MobileNetV2", input_size=SMALL, weights="/nope/nope.h5")
+        backbones.build_backbone("MobileNetV2", input_size=SMALL, weights="/nope/nope.h5")
 
 
 @pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")  # inside Keras' save_weights
@@ -161,15 +162,15 @@ def test_local_weights_file_is_loaded_and_identified_by_its_hash(tmp_path, mobil
     path = tmp_path / "mobilenet.weights.h5"
     app.save_weights(path)
     plain = keras.Model(app.input, keras.layers.GlobalAveragePooling2D()(app.output))
-    loaded = features.build_backbone("MobileNetV2", input_size=SMALL, weights=path, precision="float32", seed=0)
-    x = features.preprocess_images(np.random.default_rng(4).integers(0, 256, (2, SMALL, SMALL, 3), dtype=np.uint8),
+    loaded = backbones.build_backbone("MobileNetV2", input_size=SMALL, weights=path, precision="float32", seed=0)
+    x = backbones.preprocess_images(np.random.default_rng(4).integers(0, 256, (2, SMALL, SMALL, 3), dtype=np.uint8),
                                    backbone="MobileNetV2")
     expected = plain.predict_on_batch(x)
     np.testing.assert_allclose(loaded.predict_on_batch(x), expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
-    identity = features.weights_identity(path)
+    identity = backbones.weights_identity(path)
     assert identity.startswith("sha256:") and len(identity) == len("sha256:") + 64
-    assert features.weights_identity(None, seed=3) == "random-init-seed3"
-    assert features.weights_identity("imagenet") == "imagenet"
+    assert backbones.weights_identity(None, seed=3) == "random-init-seed3"
+    assert backbones.weights_identity("imagenet") == "imagenet"
 
 
 @pytest.mark.filterwarnings("ignore:`input_shape` is undefined or non-square")
@@ -190,9 +191,9 @@ def test_imagenet_offline_says_which_file_goes_where(monkeypatch, tmp_path, back
         raise Exception(f"URL fetch failure on {origin}: None -- [Errno -2] Name or service not known")
 
     monkeypatch.setattr(file_utils, "get_file", offline_get_file)
-    monkeypatch.setattr(features, "_keras_models_dir", lambda: tmp_path / "models")
+    monkeypatch.setattr(backbones, "_keras_models_dir", lambda: tmp_path / "models")
     with pytest.raises(FileNotFoundError) as err:
-        features.build_backbone(backbone, weights="imagenet", input_size=size, precision="float32")
+        backbones.build_backbone(backbone, weights="imagenet", input_size=size, precision="float32")
     message = str(err.value)
     assert asked == [expected_file]  # our table names the file Keras itself looks for
     assert "\n" not in message
@@ -202,21 +203,45 @@ def test_imagenet_offline_says_which_file_goes_where(monkeypatch, tmp_path, back
 
 # ---------------------------------------------------------------- precision
 
-def test_precision_resolution(monkeypatch):
-    assert features.resolve_precision("float32") == "float32"
-    monkeypatch.setattr(features, "accelerator", lambda: "gpu")
-    assert features.resolve_precision("auto") == "float16"
-    monkeypatch.setattr(features, "accelerator", lambda: "cpu")
-    monkeypatch.setattr(features, "cpu_supports_bfloat16", lambda: True)
-    assert features.resolve_precision("auto") == "bfloat16"
-    monkeypatch.setattr(features, "cpu_supports_bfloat16", lambda: False)
-    assert features.resolve_precision("auto") == "float32"
-    with pytest.raises(ValueError, match="expected one of auto, float32, bfloat16, float16"):
-        features.resolve_precision("int8")
+@pytest.mark.parametrize("where, bf16, inference, training", [
+    ("gpu", False, "bfloat16", "bfloat16"),
+    ("cpu", True, "bfloat16", "float32"),
+    ("cpu", False, "float32", "float32"),
+])
+def test_one_precision_rule_for_inference_and_training(monkeypatch, where, bf16, inference, training):
+    monkeypatch.setattr(device, "accelerator", lambda: where)
+    monkeypatch.setattr(device, "cpu_supports_bfloat16", lambda: bf16)
+    assert device.resolve_precision("auto", training=False) == inference
+    assert device.resolve_precision("auto", training=True) == training
+    # a named precision is taken as it is
+    assert device.resolve_precision("float32", training=False) == "float32"
+    assert device.resolve_precision("bfloat16", training=True) == "bfloat16"
+
+
+def test_unknown_precisions_are_refused_in_one_line():
+    assert device.resolve_precision("float16", training=False) == "float16"  # inference only, on request
+    with pytest.raises(ValueError, match="^unknown precision 'int8' for inference; "
+                                         "expected one of auto, float32, bfloat16, float16$"):
+        device.resolve_precision("int8", training=False)
+    with pytest.raises(ValueError, match="^unknown precision 'float16' for training; expected one of auto, "
+                                         "float32, bfloat16$"):
+        device.resolve_precision("float16", training=True)
+    with pytest.raises(TypeError):
+        device.resolve_precision("auto")  # which rule applies must be said
+
+
+def test_a_stored_precision_falls_back_to_float32_where_it_cannot_run(monkeypatch):
+    monkeypatch.setattr(device, "accelerator", lambda: "cpu")
+    monkeypatch.setattr(device, "cpu_supports_bfloat16", lambda: False)
+    assert [device.runnable_precision(p) for p in ("float32", "bfloat16", "float16")] == ["float32"] * 3
+    monkeypatch.setattr(device, "cpu_supports_bfloat16", lambda: True)
+    assert device.runnable_precision("bfloat16") == "bfloat16"
+    monkeypatch.setattr(device, "accelerator", lambda: "gpu")
+    assert device.runnable_precision("float16") == "float16"
 
 
 def test_accelerator_matches_the_backend():
-    assert features.accelerator() in {"cpu", "gpu"}
+    assert device.accelerator() in {"cpu", "gpu"}
 
 
 # ---------------------------------------------------------------- streaming
@@ -238,7 +263,7 @@ def test_streaming_pads_to_fixed_batches_and_matches_one_big_batch(mobilenet):
     streamed = features.stream_features(counting, grey, backbone="MobileNetV2", batch_size=3, progress=False)
     assert counting.sizes == [3, 3, 3]  # one traced shape, last batch padded
     whole = mobilenet.predict_on_batch(
-        features.preprocess_images(np.repeat(grey[..., None], 3, axis=-1), backbone="MobileNetV2"))
+        backbones.preprocess_images(np.repeat(grey[..., None], 3, axis=-1), backbone="MobileNetV2"))
     np.testing.assert_allclose(streamed, whole, rtol=1e-4, atol=1e-5 * np.abs(whole).max())
     rgb = features.stream_features(mobilenet, np.repeat(grey[..., None], 3, axis=-1), backbone="MobileNetV2",
                                    batch_size=7, progress=False)
@@ -362,6 +387,6 @@ def test_projection_figure(tmp_path):
     assert features.project_features(fs.features, method="tsne").shape == (30, 2)
     with pytest.raises(ValueError, match="unknown projection method 'umap'"):
         features.project_features(fs.features, method="umap")
-    fig = features.plot_feature_projection(fs)
+    fig = plots.plot_feature_projection(fs)
     assert len(fig.axes[0].collections) == 3
     assert "ResNet50" in fig.axes[0].get_title()

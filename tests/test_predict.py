@@ -1,18 +1,22 @@
-"""Genre prediction for audio files: preprocessing as in training, lengths, formats, model files, hybrid."""
+"""Genre prediction for audio files: preprocessing as in training, lengths, formats, model files, hybrid,
+and the module layering that keeps prediction apart from training."""
 from __future__ import annotations
 
+import ast
 import json
 import zipfile
 from dataclasses import asdict
+from pathlib import Path
 
 import lightgbm as lgb
 import numpy as np
 import pytest
 from conftest import make_dataset, write_audio
 
-from genrestudy import endtoend, features, predict, study
+import genrestudy
+from genrestudy import backbones, endtoend, features, modelfile, predict, study, training
 from genrestudy.audio import AudioError, load_audio
-from genrestudy.images import ImageParams
+from genrestudy.images import ImageParams, build_image_set
 from genrestudy.segments import ClipTooShortError
 
 GENRES = ("blues", "jazz", "rock")
@@ -28,7 +32,8 @@ def dataset(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         for name in ("data", "cache", "figures", "results"):
             mp.setenv(f"GENRESTUDY_{name.upper()}", str(base / name))
-        image_set = study.image_set(str(root), n_jobs=1, **asdict(PARAMS))
+        found = study.locate_data(str(root))
+        image_set = build_image_set(study.scan(found, n_jobs=1), PARAMS, synthetic=found.synthetic, n_jobs=1)
     return {"base": base, "root": root, "image_set": image_set}
 
 
@@ -38,7 +43,7 @@ def e2e(dataset):
     network = endtoend.build_model(len(GENRES), image_size=32, input_size=32, dense_units=8, seed=0)
     header = endtoend.model_metadata(classes=GENRES, image_params=asdict(PARAMS), input_size=32, image_size=32,
                                      weights="random-init-seed0", synthetic=False, training={})
-    path = endtoend.save_model(network, dataset["base"] / "e2e.keras", metadata=header)
+    path = modelfile.save_keras_model(network, dataset["base"] / "e2e.keras", metadata=header)
     return predict.load_model(path)
 
 
@@ -71,8 +76,8 @@ def test_new_audio_is_imaged_and_fed_exactly_as_training_images(dataset, e2e):
     images = np.concatenate(list(predict.segment_image_chunks(signal, PARAMS)))
     np.testing.assert_array_equal(images, image_set.images[rows])
 
-    x, _ = endtoend.ImageBatches(image_set.images, rows, image_set.labels, batch_size=len(rows))[0]
-    as_trained = endtoend.predict_padded(e2e.network, x, PARAMS.n_segments)
+    x, _ = training.ImageBatches(image_set.images, rows, image_set.labels, batch_size=len(rows))[0]
+    as_trained = training.predict_padded(e2e.network, x, PARAMS.n_segments)
     np.testing.assert_allclose(e2e.segment_probabilities(images), as_trained, rtol=1e-5, atol=1e-7)
     result = predict.predict_file(path, e2e)
     np.testing.assert_allclose(list(result.probabilities.values()), as_trained.mean(axis=0), rtol=1e-5)
@@ -163,7 +168,7 @@ def _zip(path, entries: dict):
 
 
 def test_files_that_are_not_our_models_are_refused_in_one_line(tmp_path, e2e):
-    good = predict.read_header(e2e.path)
+    good = modelfile.read_header(e2e.path)
     text = tmp_path / "notes.keras"
     text.write_text("hello")
     plain = tmp_path / "plain.keras"
@@ -183,7 +188,7 @@ def test_files_that_are_not_our_models_are_refused_in_one_line(tmp_path, e2e):
                                                                     if k != "classes"})}): "lacks classes",
     }
     for path, reason in cases.items():
-        with pytest.raises(predict.ModelFileError) as info:
+        with pytest.raises(modelfile.ModelFileError) as info:
             predict.load_model(path)
         message = str(info.value)
         assert message.startswith(f"not a genrestudy model: {path}") and reason in message and "\n" not in message
@@ -192,24 +197,24 @@ def test_files_that_are_not_our_models_are_refused_in_one_line(tmp_path, e2e):
 
 
 def test_a_header_on_a_damaged_archive_is_refused(tmp_path, e2e):
-    damaged = _zip(tmp_path / "damaged.keras", {"genrestudy.json": json.dumps(predict.read_header(e2e.path)),
+    damaged = _zip(tmp_path / "damaged.keras", {"genrestudy.json": json.dumps(modelfile.read_header(e2e.path)),
                                                 "config.json": "{}"})
-    with pytest.raises(predict.ModelFileError, match="^not a genrestudy model: .*Keras cannot load it"):
+    with pytest.raises(modelfile.ModelFileError, match="^not a genrestudy model: .*Keras cannot load it"):
         predict.load_model(damaged)
-    hybrid_header = {**predict.read_header(e2e.path), "kind": "hybrid", "seed": 0, "precision": "float32",
+    hybrid_header = {**modelfile.read_header(e2e.path), "kind": "hybrid", "seed": 0, "precision": "float32",
                      "backbone_fingerprint": "sha256:0"}
     no_booster = _zip(tmp_path / "nobooster.zip", {"genrestudy.json": json.dumps(hybrid_header)})
-    with pytest.raises(predict.ModelFileError, match="no readable booster.txt"):
+    with pytest.raises(modelfile.ModelFileError, match="no readable booster.txt"):
         predict.load_model(no_booster)
 
 
 def test_default_model_location(tmp_path, monkeypatch, e2e):
     monkeypatch.setenv("GENRESTUDY_DATA", str(tmp_path / "data"))
-    assert predict.default_model_path() == tmp_path / "data" / "models" / "resnet50_end_to_end.keras"
+    assert modelfile.default_model_path() == tmp_path / "data" / "models" / "resnet50_end_to_end.keras"
     with pytest.raises(FileNotFoundError, match="04_finetune_resnet50"):
         predict.load_model()
-    predict.default_model_path().parent.mkdir(parents=True)
-    predict.default_model_path().write_bytes(e2e.path.read_bytes())
+    modelfile.default_model_path().parent.mkdir(parents=True)
+    modelfile.default_model_path().write_bytes(e2e.path.read_bytes())
     assert predict.load_model().classes == list(GENRES)
 
 
@@ -218,20 +223,20 @@ def test_a_demo_model_never_replaces_a_real_data_model(tmp_path, dataset, e2e, c
     header = {**e2e.header, "synthetic": True}
     target = tmp_path / "models" / "resnet50_end_to_end.keras"
     # nothing there, or a demo model there: saved (and replaced) in place
-    assert endtoend.save_model(network, target, metadata=header) == target
-    assert endtoend.save_model(network, target, metadata=header) == target
+    assert modelfile.save_keras_model(network, target, metadata=header) == target
+    assert modelfile.save_keras_model(network, target, metadata=header) == target
     # a real-data model there: kept; the demo model goes beside it, with a warning
     target.write_bytes(e2e.path.read_bytes())
     real = target.read_bytes()
-    with caplog.at_level("WARNING", logger="genrestudy.predict"):
-        saved = endtoend.save_model(network, target, metadata=header)
+    with caplog.at_level("WARNING", logger="genrestudy.modelfile"):
+        saved = modelfile.save_keras_model(network, target, metadata=header)
     assert saved == target.with_name("resnet50_end_to_end.synthetic.keras") and saved.is_file()
     assert target.read_bytes() == real and "trained on real audio" in caplog.text
-    assert predict.read_header(saved)["synthetic"] and not predict.read_header(target)["synthetic"]
+    assert modelfile.read_header(saved)["synthetic"] and not modelfile.read_header(target)["synthetic"]
     # a real-data model replaces anything; a file that is not ours is replaced as before
-    assert predict.model_destination(target, synthetic=False) == target
+    assert modelfile.model_destination(target, synthetic=False) == target
     (tmp_path / "other.keras").write_bytes(b"not a model")
-    assert predict.model_destination(tmp_path / "other.keras", synthetic=True) == tmp_path / "other.keras"
+    assert modelfile.model_destination(tmp_path / "other.keras", synthetic=True) == tmp_path / "other.keras"
 
 
 def test_end_to_end_header_and_description(e2e):
@@ -244,7 +249,7 @@ def test_end_to_end_header_and_description(e2e):
 def test_hybrid_file_holds_header_and_booster(hybrid):
     with zipfile.ZipFile(hybrid["path"]) as archive:
         assert sorted(archive.namelist()) == ["booster.txt", "genrestudy.json"]
-    header = predict.read_header(hybrid["path"])
+    header = modelfile.read_header(hybrid["path"])
     assert header["kind"] == "hybrid" and header["backbone"] == "MobileNetV2" and header["input_size"] == 32
     assert header["weights"] == "random-init-seed0" and header["precision"] == "float32"
     assert ImageParams(**header["image_params"]) == PARAMS
@@ -283,7 +288,7 @@ def test_hybrid_save_checks_its_inputs(dataset, hybrid):
 def test_hybrid_weights_from_a_file_must_match_their_checksum(tmp_path):
     weights = tmp_path / "backbone.weights.h5"
     weights.write_bytes(b"pretend weights")
-    identity = features.weights_identity(weights)
+    identity = backbones.weights_identity(weights)
     header = {"weights": identity, "weights_source": str(weights)}
     assert predict._weights_source(header, None) == str(weights)
     moved = tmp_path / "moved.weights.h5"
@@ -307,3 +312,58 @@ def test_a_hybrid_with_reduced_precision_features_loads_back(dataset, hybrid, tm
     assert model.header["precision"] == "bfloat16"
     probabilities = model.segment_probabilities(dataset["image_set"].images[:2])
     assert probabilities.shape == (2, len(model.classes)) and np.allclose(probabilities.sum(axis=1), 1, atol=1e-3)
+
+
+# ---------------------------------------------------------------- the model-file format and the layering
+
+def test_a_truncated_model_file_is_refused_in_one_line(tmp_path, e2e):
+    data = e2e.path.read_bytes()
+    for keep in (len(data) // 2, len(data) - 200, 100):
+        cut = tmp_path / f"cut{keep}.keras"
+        cut.write_bytes(data[:keep])
+        with pytest.raises(modelfile.ModelFileError) as info:
+            predict.load_model(cut)
+        assert str(info.value).startswith(f"not a genrestudy model: {cut}") and "\n" not in str(info.value)
+
+
+def test_a_method_can_register_a_new_kind_of_model_file(tmp_path, monkeypatch, e2e):
+    monkeypatch.setattr(modelfile, "_KINDS", dict(modelfile._KINDS))  # the registration ends with the test
+    knn = {k: v for k, v in modelfile.read_header(e2e.path).items() if k not in ("backbone", "weights", "input_size")}
+    knn.update(kind="knn", neighbours=5)
+    with pytest.raises(modelfile.ModelFileError, match="kind 'knn', expected end-to-end or hybrid"):
+        modelfile.check_header(knn, "knn.zip")
+    assert modelfile.register_kind("knn", required=("neighbours",)) == "knn"
+    assert modelfile.kinds() == ("end-to-end", "hybrid", "knn")
+    assert modelfile.check_header(knn, "knn.zip") == knn  # no backbone needed for this kind
+    path = _zip(tmp_path / "knn.zip", {modelfile.HEADER_ENTRY: json.dumps(knn)})
+    assert modelfile.read_header(path)["neighbours"] == 5
+    with pytest.raises(modelfile.ModelFileError, match="lacks neighbours"):
+        modelfile.check_header({k: v for k, v in knn.items() if k != "neighbours"}, "knn.zip")
+    with pytest.raises(modelfile.ModelFileError, match="kind 'knn', expected end-to-end"):
+        modelfile.check_header(knn, "knn.zip", kind="end-to-end")
+    modelfile.register_kind("knn", required=("neighbours",))  # registering again is harmless
+    with pytest.raises(ValueError, match="already registered"):
+        modelfile.register_kind("knn", required=("k",))
+
+
+def _package_imports(module: str) -> set[str]:
+    """The genrestudy modules ``module`` imports, at the top or inside functions (parsed, not run)."""
+    source = Path(genrestudy.__file__).with_name(f"{module}.py").read_text()
+    found = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            found.update([node.module] if node.module else [alias.name for alias in node.names])
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("genrestudy"):
+            found.update([node.module.removeprefix("genrestudy.")] if node.module != "genrestudy"
+                         else [alias.name for alias in node.names])
+        elif isinstance(node, ast.Import):
+            found.update(a.name.removeprefix("genrestudy.") for a in node.names if a.name.startswith("genrestudy."))
+    return found
+
+
+def test_prediction_and_training_do_not_import_each_other():
+    assert "endtoend" not in _package_imports("predict")
+    assert "predict" not in _package_imports("endtoend")
+    # both read and write model files through the one module that defines the format
+    assert "modelfile" in _package_imports("predict") and "modelfile" in _package_imports("endtoend")
+    assert not {"predict", "endtoend"} & (_package_imports("modelfile") | _package_imports("training"))

@@ -25,14 +25,14 @@ import numpy as np
 # Imported here, not inside the steps: measure_step records the process's memory after the
 # module's imports (``rss_before_mb``) and before the call, so the frameworks' own footprint
 # is reported apart from what a step allocates.
-from . import classifiers, endtoend, features, paths, splits, study
+from . import backbones, classifiers, device, endtoend, features, paths, splits, study
 
 log = logging.getLogger(__name__)
 
 
 def _image_set(data: str, demo_clips_per_genre: int, demo_seed: int, image_size: int):
-    return study.image_set(data, demo_clips_per_genre=demo_clips_per_genre, demo_seed=demo_seed,
-                           image_size=image_size)
+    return study.image_set(study.StudyInputs(data=data, demo_clips_per_genre=demo_clips_per_genre,
+                                             demo_seed=demo_seed, image_size=image_size))
 
 
 def _split(image_set, protocol: str, split_seed: int, split_lists_dir):
@@ -66,7 +66,7 @@ def gpu_peak_mb() -> float | None:
     """
     import keras
 
-    if features.accelerator() != "gpu":
+    if device.accelerator() != "gpu":
         return None
     backend = keras.config.backend()
     if backend == "torch":
@@ -130,7 +130,7 @@ def fit_lightgbm(*, data: str = "auto", demo_clips_per_genre: int = 10, demo_see
     protocol, split_seed, split_lists_dir
         The split.
     params : dict
-        LightGBM parameters (e.g. :data:`genrestudy.results.PAPER_TABLE4_PARAMS`).
+        LightGBM parameters (e.g. :data:`genrestudy.table8.PAPER_TABLE4_PARAMS`).
     num_boost_round, early_stopping_rounds, max_bin, seed
         As in :func:`genrestudy.classifiers.fit_lightgbm` / :func:`~genrestudy.classifiers.training_data`.
 
@@ -181,10 +181,10 @@ def extract_features(*, data: str = "auto", demo_clips_per_genre: int = 10, demo
     n = len(image_set) if max_images is None else min(int(max_images), len(image_set))
     if n < 1:
         raise ValueError(f"max_images must be a positive number of images or None, got {max_images}")
-    resolved = features.resolve_precision(precision)
+    resolved = device.resolve_precision(precision, training=False)
     started = time.perf_counter()
-    model = features.build_backbone(backbone, weights=weights, image_size=int(image_set.images.shape[1]),
-                                    precision=resolved, seed=seed)
+    model = backbones.build_backbone(backbone, weights=weights, image_size=int(image_set.images.shape[1]),
+                                     precision=resolved, seed=seed)
     built = time.perf_counter()
     out = features.stream_features(model, image_set.images[:n], backbone=backbone, batch_size=batch_size,
                                    progress=False)
@@ -205,7 +205,7 @@ def end_to_end_predictor(model) -> Callable[[np.ndarray], np.ndarray]:
 
     def predict(images: np.ndarray) -> np.ndarray:
         rgb = np.repeat(np.asarray(images)[..., None], 3, axis=-1)
-        return np.asarray(model.network.predict_on_batch(features.preprocess_images(rgb, backbone=backbone)))
+        return np.asarray(model.network.predict_on_batch(backbones.preprocess_images(rgb, backbone=backbone)))
 
     return predict
 

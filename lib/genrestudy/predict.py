@@ -9,37 +9,16 @@ in the paper) is taken clip by clip, as training clips were, so every whole segm
 counts; a shorter one gives as many whole segments as it holds. The track's genre
 probabilities are the mean of its segments' probabilities.
 
-Model files
------------
-Every genrestudy model file is a zip archive holding a ``genrestudy.json`` entry::
-
-    {"format": "genrestudy-model", "format_version": 1,
-     "kind": "end-to-end" | "hybrid",
-     "classes": ["blues", ...],            # label order of the model's outputs
-     "image_params": {...},                # ImageParams fields (dataclasses.asdict)
-     "backbone": "ResNet50", "input_size": 224,
-     "weights": "imagenet" | "sha256:<hex>" | "random-init-seed<N>",
-     "preprocessing": "keras.applications.resnet50.preprocess_input (...)",
-     "synthetic": false, ...}
-
-* **end-to-end** (``.keras``): the Keras archive itself (``config.json``,
-  ``model.weights.h5``, ``metadata.json``) with ``genrestudy.json`` added, so the one file
-  still opens with ``keras.models.load_model``; ``training`` records settings and timing.
-* **hybrid** (``.zip``, e.g. ``resnet50_lightgbm.zip``): ``genrestudy.json`` plus
-  ``booster.txt``, the LightGBM model as text (at its best iteration). The backbone is not
-  stored: it is rebuilt from ``backbone``/``weights``/``seed``/``input_size``, and
-  ``backbone_fingerprint`` (SHA-256 of the rebuilt network's weights) proves it is the
-  network the booster was trained on. ``precision`` is the arithmetic of the features.
-
-A file without that entry (a plain ``.keras`` model, anything else) is refused with one
-line: "not a genrestudy model: ...".
+Models are read from genrestudy model files (:mod:`genrestudy.modelfile` describes the
+format): an end-to-end ``.keras`` file, or a hybrid ``.zip`` (``genrestudy.json`` plus
+``booster.txt``) written by :func:`save_hybrid_model`. A file that is not one of ours is
+refused with one line, before Keras is imported.
 """
 from __future__ import annotations
 
 import abc
 import hashlib
 import json
-import logging
 import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -47,126 +26,14 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from . import cache, features, paths
+from . import backbones, cache, device, features
 from .audio import AudioError, load_audio
 from .images import ImageParams, mel_images
+from .modelfile import (HEADER_ENTRY, ModelFileError, default_model_path, load_keras_model, model_destination,
+                        model_header, read_header)
 from .segments import ClipTooShortError
 
-log = logging.getLogger(__name__)
-
-FORMAT = "genrestudy-model"
-FORMAT_VERSION = 1
-HEADER_ENTRY = "genrestudy.json"
 BOOSTER_ENTRY = "booster.txt"
-KINDS = ("end-to-end", "hybrid")
-DEFAULT_MODEL_NAME = "resnet50_end_to_end.keras"
-_REQUIRED = ("classes", "image_params", "backbone", "input_size", "weights", "synthetic")
-
-
-class ModelFileError(ValueError):
-    """A file that is not a usable genrestudy model; ``str(err)`` is one line."""
-
-
-def default_model_path() -> Path:
-    """Where notebook 04 saves the end-to-end model and the CLI looks by default: ``data/models/``."""
-    return paths.data_dir() / "models" / DEFAULT_MODEL_NAME
-
-
-def model_destination(path, *, synthetic: bool) -> Path:
-    """Where to save a model meant for ``path`` without losing a real-data model already there.
-
-    A model trained on the synthetic demo data never replaces one trained on real audio (the
-    demo run would otherwise overwrite the CLI's default model after a paper run): it goes
-    beside it as ``<name>.synthetic<suffix>``, with a warning. Anything else is saved at ``path``.
-    """
-    path = Path(path).expanduser()
-    if not synthetic or not path.exists():
-        return path
-    try:
-        existing = read_header(path)
-    except (ModelFileError, OSError):
-        return path  # not one of ours, or unreadable: replaced, as before
-    if existing.get("synthetic", True):
-        return path
-    beside = path.with_name(f"{path.stem}.synthetic{path.suffix}")
-    log.warning("%s holds a model trained on real audio; this demo-data model goes to %s instead", path, beside)
-    return beside
-
-
-# ---------------------------------------------------------------- the header
-
-def model_header(kind: str, *, classes, image_params: dict, backbone: str, weights: str, input_size: int,
-                 synthetic: bool, **extra) -> dict:
-    """The ``genrestudy.json`` of a model file (validated); ``extra`` holds kind-specific fields."""
-    header = {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": kind, "classes": list(classes),
-              "image_params": dict(image_params), "backbone": backbone, "input_size": int(input_size),
-              "weights": weights, "synthetic": bool(synthetic), **extra}
-    check_header(header, "<new model>", kind=kind)
-    return header
-
-
-def check_header(header, path, *, kind: str | None = None) -> dict:
-    """Raise :class:`ModelFileError` unless ``header`` is a complete genrestudy header (of ``kind``)."""
-    def refuse(reason: str):
-        raise ModelFileError(f"not a genrestudy model: {path} ({reason})")
-
-    if not isinstance(header, dict) or header.get("format") != FORMAT:
-        refuse(f"its {HEADER_ENTRY} does not declare format {FORMAT!r}")
-    version = header.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        refuse(f"format version {version!r}; this genrestudy reads versions up to {FORMAT_VERSION}")
-    if header.get("kind") not in KINDS or (kind is not None and header["kind"] != kind):
-        refuse(f"kind {header.get('kind')!r}, expected {kind or ' or '.join(KINDS)}")
-    missing = [k for k in _REQUIRED if k not in header]
-    if missing:
-        refuse(f"header lacks {', '.join(missing)}")
-    classes = header["classes"]
-    if (not isinstance(classes, list) or len(classes) < 2 or len(set(classes)) != len(classes)
-            or not all(isinstance(c, str) for c in classes)):
-        refuse(f"classes must be two or more distinct names, got {classes!r}")
-    try:
-        ImageParams(**header["image_params"])
-    except (TypeError, ValueError) as exc:
-        refuse(f"bad image parameters: {exc}")
-    if header["backbone"] not in features.BACKBONES:
-        refuse(f"unknown backbone {header['backbone']!r}")
-    return header
-
-
-def attach_header(zip_path, header: dict) -> None:
-    """Add ``genrestudy.json`` to the zip archive ``zip_path`` (a freshly written ``.keras``)."""
-    with zipfile.ZipFile(zip_path, "a", compression=zipfile.ZIP_DEFLATED) as archive:
-        if HEADER_ENTRY in archive.namelist():
-            raise ValueError(f"{zip_path} already has a {HEADER_ENTRY}")
-        archive.writestr(HEADER_ENTRY, json.dumps(header, indent=2, sort_keys=True, default=str))
-
-
-def read_header(path) -> dict:
-    """The validated ``genrestudy.json`` of a model file, without loading the model.
-
-    Raises
-    ------
-    FileNotFoundError
-        No file at ``path``.
-    ModelFileError
-        Anything that is not a genrestudy model file (one line).
-    """
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"no model file at {path}")
-    if not zipfile.is_zipfile(path):
-        raise ModelFileError(f"not a genrestudy model: {path} (not a zip archive such as a .keras file)")
-    try:
-        with zipfile.ZipFile(path) as archive:
-            if HEADER_ENTRY not in archive.namelist():
-                what = "a Keras model without" if "config.json" in archive.namelist() else "a zip archive without"
-                raise ModelFileError(f"not a genrestudy model: {path} ({what} genrestudy's {HEADER_ENTRY})")
-            header = json.loads(archive.read(HEADER_ENTRY))
-    except (zipfile.BadZipFile, OSError, ValueError) as exc:
-        if isinstance(exc, ModelFileError):
-            raise
-        raise ModelFileError(f"not a genrestudy model: {path} (unreadable: {str(exc)[:160]})") from None
-    return check_header(header, path)
 
 
 # ---------------------------------------------------------------- loaded models
@@ -220,14 +87,14 @@ class EndToEndModel(GenreModel):
     network: object = None
 
     def segment_probabilities(self, images: np.ndarray) -> np.ndarray:
-        from .endtoend import predict_padded
+        # training imports Keras, so only once a model runs: the CLI refuses a wrong file before
+        from .training import predict_padded, prepare_images
 
         _check_images(images, self.image_params)
         batch = self.image_params.n_segments  # one clip per call, padded: a constant shape, traced once
         out = []
         for start in range(0, len(images), batch):
-            rgb = np.repeat(np.asarray(images[start:start + batch])[..., None], 3, axis=-1)
-            x = features.preprocess_images(rgb, backbone=self.header["backbone"])
+            x = prepare_images(np.asarray(images[start:start + batch]), preprocess=self.header["backbone"])
             out.append(predict_padded(self.network, x, batch))
         return np.concatenate(out).astype(np.float64)
 
@@ -264,16 +131,6 @@ def backbone_fingerprint(network) -> str:
     return "sha256:" + digest.hexdigest()
 
 
-def _runnable_precision(precision: str) -> str:
-    """The stored feature precision, or float32 where this machine cannot run it usefully."""
-    device = features.accelerator()
-    if precision == "float16" and device != "gpu":
-        return "float32"
-    if precision == "bfloat16" and device != "gpu" and not features.cpu_supports_bfloat16():
-        return "float32"
-    return precision
-
-
 def _weights_source(header: dict, weights) -> str | None:
     """What to build the hybrid's backbone from, checked against the stored weights identity."""
     identity = header["weights"]
@@ -284,7 +141,7 @@ def _weights_source(header: dict, weights) -> str | None:
     source = weights or header.get("weights_source")
     if not source:
         raise FileNotFoundError(f"the model's backbone weights ({identity}) come from a file; pass weights=<that file>")
-    found = features.weights_identity(source)
+    found = backbones.weights_identity(source)
     if found != identity:
         raise ValueError(f"weights file {source} is {found}, but the model was trained with {identity}")
     return str(source)
@@ -316,9 +173,7 @@ def load_model(path=None, *, weights=None) -> GenreModel:
                                 "(end-to-end) or notebooks/03_tune_lightgbm.ipynb (hybrid), or pass --model")
     header = read_header(path)
     if header["kind"] == "end-to-end":
-        from . import endtoend
-
-        network, header = endtoend.load_model(path)
+        network, header = load_keras_model(path, kind="end-to-end")
         return EndToEndModel(path=path, header=header, network=network)
     return _load_hybrid(path, header, weights=weights)
 
@@ -337,7 +192,7 @@ def _load_hybrid(path: Path, header: dict, *, weights) -> HybridModel:
         raise ModelFileError(f"not a genrestudy model: {path} (no readable {BOOSTER_ENTRY}: "
                              f"{str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__})") from None
     n_classes = len(header["classes"])
-    spec = features.backbone_spec(header["backbone"])
+    spec = backbones.backbone_spec(header["backbone"])
     if booster.num_model_per_iteration() != n_classes or booster.num_feature() != spec.n_features:
         raise ModelFileError(f"not a genrestudy model: {path} (booster has {booster.num_model_per_iteration()} classes "
                              f"x {booster.num_feature()} features; header says {n_classes} x {spec.n_features})")
@@ -345,9 +200,9 @@ def _load_hybrid(path: Path, header: dict, *, weights) -> HybridModel:
                  input_size=header["input_size"], seed=header["seed"])
     # the fingerprint is of the float32 network (as saved); a reduced-precision build holds
     # other weights (batch norm folded in that precision), so it is checked on a float32 build
-    reference = features.build_backbone(spec.name, precision="float32", **build)
-    precision = _runnable_precision(header["precision"])
-    network = reference if precision == "float32" else features.build_backbone(spec.name, precision=precision, **build)
+    reference = backbones.build_backbone(spec.name, precision="float32", **build)
+    precision = device.runnable_precision(header["precision"])
+    network = reference if precision == "float32" else backbones.build_backbone(spec.name, precision=precision, **build)
     if backbone_fingerprint(reference) != header["backbone_fingerprint"]:
         raise ValueError(f"the {spec.name} rebuilt here ({header['weights']}) differs from the one the booster of "
                          f"{path} was trained on (another Keras version or backend?); re-extract the features "
@@ -377,7 +232,7 @@ def hybrid_settings(feature_set, image_set) -> dict:
 def save_hybrid_model(path, booster, *, classes, image_params, backbone: str = "ResNet50", weights=None,
                       seed: int = 0, input_size: int | None = None, precision: str = "float32",
                       synthetic: bool = False) -> Path:
-    """Save a LightGBM booster with what is needed to predict from audio (see the module docstring).
+    """Save a LightGBM booster with what is needed to predict from audio (format: :mod:`genrestudy.modelfile`).
 
     Parameters
     ----------
@@ -398,7 +253,7 @@ def save_hybrid_model(path, booster, *, classes, image_params, backbone: str = "
 
     Returns the path written. The backbone is built once here to record its fingerprint (a few seconds).
     """
-    spec = features.backbone_spec(backbone)
+    spec = backbones.backbone_spec(backbone)
     params = asdict(image_params) if isinstance(image_params, ImageParams) else asdict(ImageParams(**image_params))
     classes = list(classes)
     input_size = int(input_size or spec.input_size)
@@ -407,18 +262,18 @@ def save_hybrid_model(path, booster, *, classes, image_params, backbone: str = "
                          f"{len(classes)} class names given")
     if booster.num_feature() != spec.n_features:
         raise ValueError(f"the booster takes {booster.num_feature()} features, {spec.name} gives {spec.n_features}")
-    if precision not in features.PRECISIONS or precision == "auto":
+    if precision not in device.INFERENCE_PRECISIONS or precision == "auto":
         raise ValueError(f"precision must be the resolved one of the features (float32, bfloat16, float16), "
                          f"got {precision!r}")
-    network = features.build_backbone(spec.name, weights=weights, image_size=params["image_size"],
-                                      input_size=input_size, precision="float32", seed=seed)
+    network = backbones.build_backbone(spec.name, weights=weights, image_size=params["image_size"],
+                                       input_size=input_size, precision="float32", seed=seed)
     header = model_header(
         "hybrid", classes=classes, image_params=params, backbone=spec.name,
-        weights=features.weights_identity(weights, seed=seed),
+        weights=backbones.weights_identity(weights, seed=seed),
         weights_source=None if weights is None else str(weights), seed=int(seed), input_size=input_size,
         precision=precision, backbone_fingerprint=backbone_fingerprint(network),
-        preprocessing=f"keras.applications.{spec.module}.preprocess_input ({spec.preprocessing})",
-        num_iteration=int(booster.best_iteration or booster.current_iteration()), synthetic=synthetic)
+        preprocessing=spec.preprocessing_note, synthetic=synthetic,
+        num_iteration=int(booster.best_iteration or booster.current_iteration()))
     path = model_destination(path, synthetic=synthetic)
     with cache.atomic_path(path) as tmp:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:

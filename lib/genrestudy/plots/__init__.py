@@ -3,3 +3,8 @@
 One submodule per step of the data's path; every figure function is importable from here.
 """
 from .images import mel_per_genre  # noqa: F401
+from .evaluation import plot_confusion  # noqa: F401
+from .lightgbm import plot_learning_curve, plot_search_trace  # noqa: F401
+from .efficiency import plot_efficiency  # noqa: F401
+from .networks import plot_sample_grid, plot_training_curves  # noqa: F401
+from .features import plot_feature_projection  # noqa: F401
