@@ -2,7 +2,7 @@
 
 Plain way: every image loaded into RAM as a float32 array, ``preprocess_input`` on the
 whole array, ``model.predict(x, batch_size=32)`` on the float32 Keras network.
-Pipeline: :func:`genrestudy.features.build_backbone` + :func:`genrestudy.features.stream_features`
+Pipeline: :func:`genrestudy.backbones.build_backbone` + :func:`genrestudy.features.stream_features`
 (BatchNormalization folded into the convolutions, reduced precision where the CPU has it,
 fixed-size batches through the compiled predict function, the next batch read from the
 memmap and preprocessed on a background thread).
@@ -58,10 +58,10 @@ def synthetic_images(path: Path, n: int, size: int, *, seed: int) -> np.ndarray:
 
 def rss_child(args: argparse.Namespace) -> None:
     """Run the pipeline over the memmap in this (separate) process; print its peak RSS as JSON."""
-    from genrestudy import features
+    from genrestudy import backbones, device, features
 
     images = np.load(args.images, mmap_mode="r")
-    model = features.build_backbone(args.backbone, weights=args.weights, precision=args.precision,
+    model = backbones.build_backbone(args.backbone, weights=args.weights, precision=args.precision,
                                     seed=args.seed)
     started = time.perf_counter()
     if not args.rss_seconds:
@@ -131,11 +131,11 @@ def main(argv=None) -> None:
     import keras
     import psutil
 
-    from genrestudy import features
+    from genrestudy import backbones, device, features
 
-    spec = features.backbone_spec(args.backbone)
+    spec = backbones.backbone_spec(args.backbone)
     size = spec.input_size
-    precision = features.resolve_precision(args.precision)
+    precision = device.resolve_precision(args.precision, training=False)
     # other processes on a small machine change both speeds; the load average says how busy it was
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(dir=args.workdir, prefix="bench-extract-") as tmp:
@@ -147,10 +147,10 @@ def main(argv=None) -> None:
         weights_path = tmp / f"{spec.name.lower()}_seed{args.seed}.weights.h5"
         app.save_weights(weights_path)
         naive = keras.Model(app.input, keras.layers.GlobalAveragePooling2D()(app.output))
-        ours = features.build_backbone(spec.name, weights=weights_path, precision=precision, seed=args.seed)
+        ours = backbones.build_backbone(spec.name, weights=weights_path, precision=precision, seed=args.seed)
 
         # the plain way holds every image, as float32 RGB, in memory
-        x = features.preprocess_images(np.repeat(np.asarray(images)[..., None], 3, axis=-1), backbone=spec.name)
+        x = backbones.preprocess_images(np.repeat(np.asarray(images)[..., None], 3, axis=-1), backbone=spec.name)
         naive.predict(x[:32], batch_size=32, verbose=0)
         features.stream_features(ours, images[: args.batch_size], backbone=spec.name,
                                  batch_size=args.batch_size, progress=False)

@@ -35,10 +35,9 @@ log = logging.getLogger(__name__)
 BINNING_PARAMS = ("max_bin", "min_data_in_bin")
 
 #: the study's LightGBM ``max_bin`` (LightGBM's default is 255; the paper does not say). Every
-#: fit of the study bins with it: the searches (notebooks 03, 06) and the hybrid of Table 8
-#: (notebook 05). ``bench/tune.py`` measures both binnings on its generated 8,000 × 2,048
-#: problem, and the validation accuracy the coarser bins cost: naive fits at 63 bins ran
-#: 1.9× faster than at 255, with no loss of validation accuracy (see notebook 03's note).
+#: fit of the study bins with it: the searches (notebooks 03, 09) and the hybrid of Table 8
+#: (notebook 08). ``bench/tune.py`` measures both binnings on a generated paper-sized problem
+#: and prints the speed and validation accuracy the coarser bins cost, in its own run.
 STUDY_MAX_BIN = 63
 
 #: parameters every fit shares (not searched)

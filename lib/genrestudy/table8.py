@@ -30,7 +30,7 @@ def efficiency_table(*, end_to_end_fit: dict, lightgbm_fit: dict, extraction: di
     ----------
     end_to_end_fit, lightgbm_fit, extraction : dict
         :func:`genrestudy.efficiency.measure_step` reports of the three steps
-        (:mod:`genrestudy.benchmark_steps`); ``result["seconds"]`` is the step alone.
+        (:mod:`genrestudy.efficiency_steps`); ``result["seconds"]`` is the step alone.
     latencies : dict
         ``{(pipeline, kind): latency report}`` with pipeline ``"end_to_end"``/``"hybrid"`` and
         kind ``"batch1"``, ``"batched"`` or ``"file"`` (:func:`genrestudy.efficiency.latency`).

@@ -1,6 +1,6 @@
 """The steps Table 8 measures, each runnable alone in a fresh process, and the predictors it times.
 
-:func:`genrestudy.efficiency.measure_step` runs ``"genrestudy.benchmark_steps:<function>"``
+:func:`genrestudy.efficiency.measure_step` runs ``"genrestudy.efficiency_steps:<function>"``
 with JSON keyword arguments in a new Python process and samples its memory. Each function
 here therefore takes only JSON-able arguments, rebuilds its inputs from the caches of the
 earlier steps (instant when they exist) and then runs **exactly one step**: fitting the
@@ -25,19 +25,22 @@ import numpy as np
 # Imported here, not inside the steps: measure_step records the process's memory after the
 # module's imports (``rss_before_mb``) and before the call, so the frameworks' own footprint
 # is reported apart from what a step allocates.
-from . import backbones, classifiers, device, endtoend, features, paths, splits, study
+from . import backbones, classifiers, device, endtoend, features, paths, study
+from .methods import end_to_end
 
 log = logging.getLogger(__name__)
 
 
-def _image_set(data: str, demo_clips_per_genre: int, demo_seed: int, image_size: int):
-    return study.image_set(study.StudyInputs(data=data, demo_clips_per_genre=demo_clips_per_genre,
-                                             demo_seed=demo_seed, image_size=image_size))
+def _inputs_and_images(inputs: dict):
+    """The study inputs given as keywords (JSON through the step's subprocess), and their images."""
+    given = study.StudyInputs(**inputs)
+    return given, study.image_set(given)
 
 
-def _split(image_set, protocol: str, split_seed: int, split_lists_dir):
-    return splits.make_split(image_set.segments, protocol, seed=split_seed,
-                             lists_dir=splits.resolve_lists_dir(split_lists_dir))
+def _images_and_split(inputs: dict):
+    """The study inputs, their images and their split."""
+    given, image_set = _inputs_and_images(inputs)
+    return given, image_set, study.split(given, image_set.segments)
 
 
 def limit_training_rows(split, max_train_images: int | None, *, seed: int = 0) -> np.ndarray:
@@ -81,32 +84,27 @@ def gpu_peak_mb() -> float | None:
     return None
 
 
-def fit_end_to_end(*, data: str = "auto", demo_clips_per_genre: int = 10, demo_seed: int = 0,
-                   image_size: int = 224, protocol: str = "track", split_seed: int = 0,
-                   split_lists_dir: str | None = "auto", profile: str = "demo", settings: dict | None = None,
-                   max_train_images: int | None = None) -> dict:
+def end_to_end_fit_step(*, settings: dict | None = None, max_train_images: int | None = None, **inputs) -> dict:
     """Train the end-to-end ResNet-50 once, from scratch (its cache is a throwaway folder).
 
     Parameters
     ----------
-    data, demo_clips_per_genre, demo_seed, image_size
-        The image set (as :func:`genrestudy.study.image_set`; taken from its cache).
-    protocol, split_seed, split_lists_dir
-        The split (as :func:`genrestudy.splits.make_split`).
-    profile, settings
-        :func:`genrestudy.endtoend.training_settings` profile and overrides (e.g. ``head_epochs``).
+    settings : dict, optional
+        Overrides of the study's end-to-end settings (e.g. ``head_epochs``;
+        :func:`genrestudy.methods.end_to_end.train_settings`).
     max_train_images : int, optional
         Train on this many training images only (a reduced measurement); None: all.
+    **inputs
+        Fields of :class:`genrestudy.study.StudyInputs` (the images, split, profile and weights).
 
     Returns
     -------
     dict
         ``seconds`` (training alone), ``epochs``, ``train_images``, ``device``, ``gpu_peak_mb``.
     """
-    image_set = _image_set(data, demo_clips_per_genre, demo_seed, image_size)
-    split = limit_training_rows(_split(image_set, protocol, split_seed, split_lists_dir), max_train_images,
-                                seed=split_seed)
-    train_settings = endtoend.training_settings(profile, **(settings or {}))
+    given, image_set, split = _images_and_split(inputs)
+    split = limit_training_rows(split, max_train_images, seed=given.split_seed)
+    train_settings = end_to_end.train_settings(given, **(settings or {}))
     with tempfile.TemporaryDirectory(prefix="genrestudy-bench-endtoend-") as tmp:
         result = endtoend.train_end_to_end(image_set, split, settings=train_settings, cache_root=Path(tmp),
                                            progress=False)
@@ -116,23 +114,17 @@ def fit_end_to_end(*, data: str = "auto", demo_clips_per_genre: int = 10, demo_s
             "gpu_peak_mb": gpu_peak_mb()}
 
 
-def fit_lightgbm(*, data: str = "auto", demo_clips_per_genre: int = 10, demo_seed: int = 0,
-                 image_size: int = 224, weights: str | None = None, protocol: str = "track",
-                 split_seed: int = 0, split_lists_dir: str | None = "auto", params: dict | None = None,
-                 num_boost_round: int = 100, early_stopping_rounds: int | None = 10,
-                 max_bin: int = classifiers.STUDY_MAX_BIN, seed: int = 0) -> dict:
+def lightgbm_fit_step(*, params: dict | None = None, num_boost_round: int = 100, seed: int = 0, **inputs) -> dict:
     """Fit LightGBM once on the cached ResNet-50 features (binning included, nothing cached).
 
     Parameters
     ----------
-    data, demo_clips_per_genre, demo_seed, image_size, weights
-        The image set and the backbone weights of its features (taken from their caches).
-    protocol, split_seed, split_lists_dir
-        The split.
     params : dict
         LightGBM parameters (e.g. :data:`genrestudy.table8.PAPER_TABLE4_PARAMS`).
-    num_boost_round, early_stopping_rounds, max_bin, seed
-        As in :func:`genrestudy.classifiers.fit_lightgbm` / :func:`~genrestudy.classifiers.training_data`.
+    num_boost_round, seed
+        As in :func:`genrestudy.classifiers.fit_lightgbm` (early stopping and binning: the inputs').
+    **inputs
+        Fields of :class:`genrestudy.study.StudyInputs` (images, split, backbone; from their caches).
 
     Returns
     -------
@@ -141,25 +133,21 @@ def fit_lightgbm(*, data: str = "auto", demo_clips_per_genre: int = 10, demo_see
     """
     import os
 
-    image_set = _image_set(data, demo_clips_per_genre, demo_seed, image_size)
-    feature_set = features.extract_features(image_set, weights=weights, progress=False)
-    split = _split(image_set, protocol, split_seed, split_lists_dir)
+    given, image_set, split = _images_and_split(inputs)
+    feature_set = study.feature_set(given, image_set, progress=False)
     X = np.asarray(feature_set.features)  # read the memmap now, so the fit's time is the fit's
     started = time.perf_counter()
     train = classifiers.training_data(X, feature_set.labels, split, num_class=len(feature_set.classes),
-                                      max_bin=max_bin)
+                                      max_bin=given.max_bin)
     fit = classifiers.fit_lightgbm(train, params or {}, num_boost_round=num_boost_round,
-                                   early_stopping_rounds=early_stopping_rounds, seed=seed,
+                                   early_stopping_rounds=given.early_stopping_rounds, seed=seed,
                                    num_threads=os.cpu_count() or 1)
     seconds = time.perf_counter() - started
     return {"seconds": seconds, "best_iteration": fit.best_iteration, "train_rows": int(len(train.y_train)),
             "valid_accuracy": fit.valid_accuracy}
 
 
-def extract_features(*, data: str = "auto", demo_clips_per_genre: int = 10, demo_seed: int = 0,
-                     image_size: int = 224, backbone: str = "ResNet50", weights: str | None = None,
-                     batch_size: int = 32, precision: str = "auto", seed: int = 0,
-                     max_images: int | None = None) -> dict:
+def extraction_step(*, batch_size: int = 32, max_images: int | None = None, **inputs) -> dict:
     """Extract backbone features once: the network built, then the images streamed through it.
 
     The same computation as :func:`genrestudy.features.extract_features` (build the frozen
@@ -168,8 +156,12 @@ def extract_features(*, data: str = "auto", demo_clips_per_genre: int = 10, demo
 
     Parameters
     ----------
+    batch_size : int
+        Images per forward pass.
     max_images : int, optional
         The first ``max_images`` images only (a reduced measurement); None: all of them.
+    **inputs
+        Fields of :class:`genrestudy.study.StudyInputs` (images; backbone, weights, precision, seed).
 
     Returns
     -------
@@ -177,14 +169,15 @@ def extract_features(*, data: str = "auto", demo_clips_per_genre: int = 10, demo
         ``seconds`` (build + extraction), ``build_seconds``, ``extract_seconds``, ``images``,
         ``images_per_second``, ``precision``, ``gpu_peak_mb``.
     """
-    image_set = _image_set(data, demo_clips_per_genre, demo_seed, image_size)
+    given, image_set = _inputs_and_images(inputs)
+    backbone = given.backbone
     n = len(image_set) if max_images is None else min(int(max_images), len(image_set))
     if n < 1:
         raise ValueError(f"max_images must be a positive number of images or None, got {max_images}")
-    resolved = device.resolve_precision(precision, training=False)
+    resolved = device.resolve_precision(given.precision, training=False)
     started = time.perf_counter()
-    model = backbones.build_backbone(backbone, weights=weights, image_size=int(image_set.images.shape[1]),
-                                     precision=resolved, seed=seed)
+    model = backbones.build_backbone(backbone, weights=given.weights, image_size=int(image_set.images.shape[1]),
+                                     input_size=given.input_size, precision=resolved, seed=given.seed)
     built = time.perf_counter()
     out = features.stream_features(model, image_set.images[:n], backbone=backbone, batch_size=batch_size,
                                    progress=False)
@@ -223,15 +216,13 @@ def hybrid_predictor(model) -> Callable[[np.ndarray], np.ndarray]:
     return predict
 
 
-def prediction_models(image_set, split, *, settings, weights=None, params: dict, num_boost_round: int,
-                      early_stopping_rounds: int | None = 10, max_bin: int = classifiers.STUDY_MAX_BIN,
-                      seed: int = 0) -> dict:
+def prediction_models(inputs, image_set, split, *, params: dict, num_boost_round: int, seed: int = 0) -> dict:
     """The two pipelines as :mod:`genrestudy.predict` models, which ``genrestudy predict`` runs.
 
-    The end-to-end model is :func:`genrestudy.endtoend.train_end_to_end`'s (from its cache when
-    notebook 04 trained it with the same settings); the hybrid is LightGBM with ``params``
-    fitted on the cached features of ``weights`` (notebook 02's), saved with its backbone
-    settings to ``data/models/resnet50_lightgbm_efficiency.zip`` and loaded back.
+    The end-to-end model is the study's (:func:`genrestudy.methods.end_to_end.train`, from its
+    cache when notebook 04 or Table 7 trained it with the same inputs); the hybrid is LightGBM
+    with ``params`` fitted on the study's cached features, saved with its backbone settings to
+    ``data/models/resnet50_lightgbm_efficiency.zip`` and loaded back.
 
     Returns
     -------
@@ -242,15 +233,15 @@ def prediction_models(image_set, split, *, settings, weights=None, params: dict,
 
     from . import predict
 
-    trained = endtoend.train_end_to_end(image_set, split, settings=settings)
-    feature_set = features.extract_features(image_set, weights=weights)
+    trained = end_to_end.train(image_set, split, end_to_end.train_settings(inputs))
+    feature_set = study.feature_set(inputs, image_set)
     data = classifiers.training_data(feature_set.features, feature_set.labels, split,
-                                     num_class=len(feature_set.classes), max_bin=max_bin)
+                                     num_class=len(feature_set.classes), max_bin=inputs.max_bin)
     fit = classifiers.fit_lightgbm(data, params, num_boost_round=num_boost_round,
-                                   early_stopping_rounds=early_stopping_rounds, seed=seed,
+                                   early_stopping_rounds=inputs.early_stopping_rounds, seed=seed,
                                    num_threads=os.cpu_count() or 1, keep_model=True)
     # saved and loaded back as `genrestudy predict --model` would use it
     hybrid_file = paths.data_dir() / "models" / "resnet50_lightgbm_efficiency.zip"
     predict.save_hybrid_model(hybrid_file, fit.booster, **predict.hybrid_settings(feature_set, image_set))
-    hybrid = predict.load_model(hybrid_file, weights=weights)
+    hybrid = predict.load_model(hybrid_file, weights=inputs.weights)
     return {"end_to_end": predict.load_model(trained.model_file), "hybrid": hybrid}

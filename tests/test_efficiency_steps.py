@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from genrestudy import benchmark_steps, device, efficiency, endtoend, features, splits, study, table8
+from genrestudy import efficiency_steps, device, efficiency, endtoend, features, splits, study, table8
 
 from conftest import make_dataset
 
@@ -15,21 +15,21 @@ TINY_FIT = {"input_size": 32, "head_epochs": 1, "finetune_epochs": 0, "batch_siz
 
 def test_limit_training_rows_keeps_a_seeded_subset_of_training_rows():
     split = np.array(["train"] * 20 + ["valid"] * 5 + ["test"] * 5, dtype=object)
-    assert (benchmark_steps.limit_training_rows(split, None) == split).all()
-    kept = benchmark_steps.limit_training_rows(split, 7, seed=3)
+    assert (efficiency_steps.limit_training_rows(split, None) == split).all()
+    kept = efficiency_steps.limit_training_rows(split, 7, seed=3)
     assert (kept == "train").sum() == 7 and (kept == "unused").sum() == 13
     assert (kept[20:] == split[20:]).all()  # validation and test untouched
-    assert (benchmark_steps.limit_training_rows(split, 7, seed=3) == kept).all()
-    assert not (benchmark_steps.limit_training_rows(split, 7, seed=4) == kept).all()
-    assert (benchmark_steps.limit_training_rows(split, 50) == split).all()
+    assert (efficiency_steps.limit_training_rows(split, 7, seed=3) == kept).all()
+    assert not (efficiency_steps.limit_training_rows(split, 7, seed=4) == kept).all()
+    assert (efficiency_steps.limit_training_rows(split, 50) == split).all()
     with pytest.raises(ValueError, match="max_train_images"):
-        benchmark_steps.limit_training_rows(split, 0)
+        efficiency_steps.limit_training_rows(split, 0)
 
 
 def test_gpu_peak_is_none_without_a_gpu():
     if device.accelerator() == "gpu":
         pytest.skip("a GPU is present")
-    assert benchmark_steps.gpu_peak_mb() is None
+    assert efficiency_steps.gpu_peak_mb() is None
 
 
 @pytest.fixture(scope="module")
@@ -54,10 +54,10 @@ def _entries(base, kind):
 def test_lightgbm_step_fits_from_cached_features_in_a_fresh_process(tiny_study):
     kw = {**tiny_study["data_kw"], "protocol": "paper", "params": table8.PAPER_TABLE4_PARAMS,
           "num_boost_round": 5, "early_stopping_rounds": None}
-    report = benchmark_steps.fit_lightgbm(**kw)
+    report = efficiency_steps.lightgbm_fit_step(**kw)
     assert report["train_rows"] == 32 and report["best_iteration"] == 5 and report["seconds"] > 0
     assert len(_entries(tiny_study["base"], "features")) == 1  # the input's cache, built once
-    measured = efficiency.measure_step("genrestudy.benchmark_steps:fit_lightgbm", kw)
+    measured = efficiency.measure_step("genrestudy.efficiency_steps:lightgbm_fit_step", kw)
     assert measured["result"]["train_rows"] == 32
     # the frameworks are imported before the call, so they are not counted as the step's memory
     assert measured["rss_before_mb"] > 200 and measured["peak_rss_mb"] > measured["rss_before_mb"]
@@ -67,17 +67,17 @@ def test_extraction_step_computes_features_without_the_feature_cache(tiny_study)
     image_set = tiny_study["image_set"]
     cached = features.extract_features(image_set, progress=False)
     before = _entries(tiny_study["base"], "features")
-    report = benchmark_steps.extract_features(**tiny_study["data_kw"], max_images=6, batch_size=4)
+    report = efficiency_steps.extraction_step(**tiny_study["data_kw"], max_images=6, batch_size=4)
     assert _entries(tiny_study["base"], "features") == before
     assert report["images"] == 6 and report["extract_seconds"] > 0
     assert report["seconds"] >= report["build_seconds"] + report["extract_seconds"] - 1e-6
     assert report["precision"] == cached.meta["precision"]
     with pytest.raises(ValueError, match="max_images"):
-        benchmark_steps.extract_features(**tiny_study["data_kw"], max_images=0)
+        efficiency_steps.extraction_step(**tiny_study["data_kw"], max_images=0)
 
 
 def test_end_to_end_step_trains_from_scratch_and_caches_nothing(tiny_study):
-    report = benchmark_steps.fit_end_to_end(**tiny_study["data_kw"], protocol="paper", settings=TINY_FIT,
+    report = efficiency_steps.end_to_end_fit_step(**tiny_study["data_kw"], protocol="paper", settings=TINY_FIT,
                                             max_train_images=10)
     assert report["epochs"] == 1 and report["train_images"] == 10 and report["seconds"] > 0
     assert report["device"] == device.accelerator()
@@ -87,13 +87,15 @@ def test_end_to_end_step_trains_from_scratch_and_caches_nothing(tiny_study):
 def test_predictors_run_both_pipelines_at_any_batch_size(tiny_study):
     image_set = tiny_study["image_set"]
     split = splits.make_split(image_set.segments, "paper", seed=0)
-    settings = endtoend.training_settings("demo", **TINY_FIT)
-    models = benchmark_steps.prediction_models(image_set, split, settings=settings,
-                                               params=table8.PAPER_TABLE4_PARAMS, num_boost_round=5)
+    inputs = study.StudyInputs(data=tiny_study["data_kw"]["data"], image_size=IMAGE_SIZE, protocol="paper")
+    with pytest.MonkeyPatch.context() as mp:  # the study's demo profile, made tiny for the test
+        mp.setitem(endtoend.PROFILES, "demo", endtoend.training_settings("demo", **TINY_FIT))
+        models = efficiency_steps.prediction_models(inputs, image_set, split, params=table8.PAPER_TABLE4_PARAMS,
+                                                    num_boost_round=5)
     assert models["end_to_end"].kind == "end-to-end" and models["hybrid"].kind == "hybrid"
     images = image_set.images[:10]
-    for name, predictor in (("end_to_end", benchmark_steps.end_to_end_predictor(models["end_to_end"])),
-                            ("hybrid", benchmark_steps.hybrid_predictor(models["hybrid"]))):
+    for name, predictor in (("end_to_end", efficiency_steps.end_to_end_predictor(models["end_to_end"])),
+                            ("hybrid", efficiency_steps.hybrid_predictor(models["hybrid"]))):
         one, batch = predictor(images[:1]), predictor(images)
         assert one.shape == (1, 2) and batch.shape == (10, 2)
         assert np.allclose(batch.sum(axis=1), 1.0, atol=1e-3)
