@@ -219,7 +219,7 @@ def hybrid_predictor(model) -> Callable[[np.ndarray], np.ndarray]:
 def prediction_models(inputs, image_set, split, *, params: dict, num_boost_round: int, seed: int = 0) -> dict:
     """The two pipelines as :mod:`genrestudy.predict` models, which ``genrestudy predict`` runs.
 
-    The end-to-end model is the study's (:func:`genrestudy.methods.end_to_end.train`, from its
+    The end-to-end model is the study's (:func:`genrestudy.methods.end_to_end.train_on_split`, from its
     cache when notebook 04 or Table 7 trained it with the same inputs); the hybrid is LightGBM
     with ``params`` fitted on the study's cached features, saved with its backbone settings to
     ``data/models/resnet50_lightgbm_efficiency.zip`` and loaded back.
@@ -233,7 +233,7 @@ def prediction_models(inputs, image_set, split, *, params: dict, num_boost_round
 
     from . import predict
 
-    trained = end_to_end.train(image_set, split, end_to_end.train_settings(inputs))
+    trained = end_to_end.train_on_split(image_set, split, end_to_end.train_settings(inputs))
     feature_set = study.feature_set(inputs, image_set)
     data = classifiers.training_data(feature_set.features, feature_set.labels, split,
                                      num_class=len(feature_set.classes), max_bin=inputs.max_bin)

@@ -24,7 +24,7 @@ def train_settings(inputs, **overrides):
     return replace(endtoend.training_settings(inputs.profile, **overrides), weights=inputs.weights)
 
 
-def train(image_set, split, settings, *, progress: bool = True):
+def train_on_split(image_set, split, settings, *, progress: bool = True):
     """Train (or read from the cache) the end-to-end model on ``split``'s train and valid parts.
 
     The test rows are blanked before the trainer sees the split, so they are not part of the
@@ -54,7 +54,7 @@ class EndToEnd(Method):
         return {k: v for k, v in asdict(train_settings(self.inputs)).items() if k != "workers"}
 
     def fit(self, train: Part, valid: Part) -> None:
-        self.result = train(train.image_set, split_of(train, valid), train_settings(self.inputs), progress=False)
+        self.result = train_on_split(train.image_set, split_of(train, valid), train_settings(self.inputs), progress=False)
         training = self.result.meta["training"]
         self.record = {"training_seconds": training["seconds_total"], "epochs": training["epochs"],
                        "hyperparameters": training["settings"], "seed": training["settings"]["seed"],
