@@ -171,3 +171,17 @@ def test_results_index_gathers_every_table(study_dirs):
     assert "README" not in "".join(line for line in path.read_text().splitlines() if line.startswith("- ["))
 
 
+
+
+def test_bootstrap_metrics_agree_with_scikit_learn():
+    from sklearn.metrics import precision_recall_fscore_support
+
+    rng = np.random.default_rng(3)
+    for _ in range(30):
+        t = rng.integers(0, 5, 40)
+        p = np.where(rng.random(40) < 0.5, t, rng.integers(0, 6, 40))  # a class predicted but never true
+        for metric in table7.METRICS[1:]:
+            kind, average = metric.split("_")
+            expected = precision_recall_fscore_support(t, p, average=average, zero_division=0)[
+                {"precision": 0, "recall": 1, "f1": 2}[kind]]
+            assert table7._metric_statistic(metric)(t, p) == pytest.approx(expected)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import precision_recall_fscore_support
 from tqdm.auto import tqdm
 
 from . import evaluation
@@ -29,8 +28,25 @@ def _metric_statistic(metric: str):
     if metric == "accuracy":
         return lambda t, p: float(np.mean(t == p))
     kind, average = metric.split("_")
-    position = {"precision": 0, "recall": 1, "f1": 2}[kind]
-    return lambda t, p: float(precision_recall_fscore_support(t, p, average=average, zero_division=0)[position])
+    return lambda t, p: _averaged(t, p, kind=kind, average=average)
+
+
+def _averaged(t: np.ndarray, p: np.ndarray, *, kind: str, average: str) -> float:
+    """Precision, recall or F1 averaged as scikit-learn's ``precision_recall_fscore_support``
+    (``zero_division=0``; over the labels in ``t`` or ``p``), from one confusion count:
+    a bootstrap calls this thousands of times, and the count is far cheaper than sklearn's checks."""
+    present, codes = np.unique(np.concatenate([t, p]), return_inverse=True)
+    k = len(present)
+    counts = np.bincount(codes[:len(t)] * k + codes[len(t):], minlength=k * k).reshape(k, k)
+    hits, support, predicted = np.diag(counts).astype(float), counts.sum(axis=1), counts.sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(predicted > 0, hits / predicted, 0.0)
+        recall = np.where(support > 0, hits / support, 0.0)
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+    value = {"precision": precision, "recall": recall, "f1": f1}[kind]
+    if average == "macro":
+        return float(value.mean())
+    return float((value * support).sum() / support.sum()) if support.sum() else 0.0
 
 
 def score_with_ci(proba: np.ndarray, y_true, track_ids, *, n_resamples: int = 1000,
