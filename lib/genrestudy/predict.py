@@ -31,7 +31,7 @@ from .audio import AudioError, load_audio
 from .images import ImageParams, mel_images
 from .modelfile import (HEADER_ENTRY, ModelFileError, default_model_path, load_keras_model, model_destination,
                         model_header, read_header)
-from .segments import ClipTooShortError
+from .segments import ClipTooShortError, segment_count
 
 BOOSTER_ENTRY = "booster.txt"
 
@@ -78,6 +78,12 @@ class GenreModel(abc.ABC):
     @abc.abstractmethod
     def segment_probabilities(self, images: np.ndarray) -> np.ndarray:
         """``(n, n_classes)`` probabilities of ``(n, size, size)`` uint8 grey segment images."""
+
+    def clip_probabilities(self, clip: np.ndarray) -> np.ndarray:
+        """``(n, n_classes)`` probabilities of the whole segments of one clip's signal (at most
+        ``n_segments`` of them). Image models image it as a training clip was; a model on other
+        inputs (e.g. spectral features) overrides this."""
+        return self.segment_probabilities(mel_images(clip, self.image_params))
 
 
 @dataclass
@@ -147,6 +153,20 @@ def _weights_source(header: dict, weights) -> str | None:
     return str(source)
 
 
+#: loaders of the model kinds that method modules add: ``kind -> loader(path, header, *, weights)``
+LOADERS: dict = {}
+
+
+def register_loader(kind: str, loader):
+    """Let :func:`load_model` (and ``genrestudy predict --model``) read model files of ``kind``.
+
+    ``loader(path, header, *, weights)`` returns a :class:`GenreModel`; the kind must be
+    registered with :func:`genrestudy.modelfile.register_kind` too.
+    """
+    LOADERS[kind] = loader
+    return loader
+
+
 def load_model(path=None, *, weights=None) -> GenreModel:
     """Load an end-to-end or hybrid model file.
 
@@ -172,6 +192,8 @@ def load_model(path=None, *, weights=None) -> GenreModel:
         raise FileNotFoundError(f"no model file at {path}; train one with notebooks/04_finetune_resnet50.ipynb "
                                 "(end-to-end) or notebooks/03_tune_lightgbm.ipynb (hybrid), or pass --model")
     header = read_header(path)
+    if header["kind"] in LOADERS:
+        return LOADERS[header["kind"]](path, header, weights=weights)
     if header["kind"] == "end-to-end":
         network, header = load_keras_model(path, kind="end-to-end")
         return EndToEndModel(path=path, header=header, network=network)
@@ -324,12 +346,10 @@ class Prediction:
                 "segments": self.segments}
 
 
-def segment_image_chunks(signal: np.ndarray, params: ImageParams) -> Iterator[np.ndarray]:
-    """Mel images of a signal, one clip (``n_segments`` segments) at a time.
+def clip_chunks(signal: np.ndarray, params: ImageParams) -> Iterator[np.ndarray]:
+    """A signal cut into clips of ``n_segments × segment_seconds``, as training clips were.
 
-    A long recording is cut into consecutive clips of ``n_segments × segment_seconds``, each
-    imaged exactly as a training clip was; a tail after the last whole clip gives its whole
-    segments, and one shorter than a segment is left out.
+    A tail after the last whole clip is yielded when it holds at least one whole segment.
 
     Raises
     ------
@@ -337,12 +357,21 @@ def segment_image_chunks(signal: np.ndarray, params: ImageParams) -> Iterator[np
         The whole signal is shorter than one segment.
     """
     clip = params.n_segments * params.segment_samples
+    pad = int(round(params.pad_seconds * params.sample_rate))
     for start in range(0, max(len(signal), 1), clip):
-        try:
-            yield mel_images(signal[start:start + clip], params)
-        except ClipTooShortError:
-            if start == 0:
-                raise
+        chunk = signal[start:start + clip]
+        if segment_count(len(chunk), n_segments=params.n_segments, segment_samples=params.segment_samples,
+                         pad_samples=pad):
+            yield chunk
+        elif start == 0:
+            raise ClipTooShortError(f"clip of {len(signal) / params.sample_rate:.2f} s is shorter than one "
+                                    f"{params.segment_seconds:g} s segment")
+
+
+def segment_image_chunks(signal: np.ndarray, params: ImageParams) -> Iterator[np.ndarray]:
+    """Mel images of a signal, one clip (``n_segments`` segments) at a time (see :func:`clip_chunks`)."""
+    for clip in clip_chunks(signal, params):
+        yield mel_images(clip, params)
 
 
 def predict_file(path, model: GenreModel) -> Prediction:
@@ -357,7 +386,7 @@ def predict_file(path, model: GenreModel) -> Prediction:
     """
     params = model.image_params
     signal, _ = load_audio(path, sample_rate=params.sample_rate)
-    proba = np.concatenate([model.segment_probabilities(images) for images in segment_image_chunks(signal, params)])
+    proba = np.concatenate([model.clip_probabilities(clip) for clip in clip_chunks(signal, params)])
     mean = proba.mean(axis=0)
     classes = model.classes
     return Prediction(path=str(path), genre=classes[int(mean.argmax())],
