@@ -40,7 +40,7 @@ def test_native_rate_kept_with_none(tmp_path):
 
 @pytest.mark.parametrize("content, message", [
     (b"", "empty file"),
-    (b"this is a text file, not audio\n" * 20, "cannot decode"),
+    (b"this is a text file, not audio\n" * 20, "not a .wav file"),
     (b"RIFF\x24\x00\x00\x00WAVEfmt ", "cannot decode"),  # truncated header
 ])
 def test_bad_files_give_one_line_reason(tmp_path, content, message):

@@ -3,10 +3,17 @@
 Decoding goes through libsndfile (``soundfile``: wav, au, flac, ogg, mp3), with librosa's
 ``audioread`` fallback for anything else a system decoder can read. Every failure
 becomes an :class:`AudioError` whose message is one line, fit for a manifest's ``reason``.
+
+A file is refused, not turned into wrong data, when its bytes are not the container its
+extension names (:func:`container_error`), when its sample rate is implausible, or when its
+samples are not finite or far out of range (:func:`load_audio` states the bounds).
 """
 from __future__ import annotations
 
+import errno
+import os
 import re
+import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +22,31 @@ import numpy as np
 import soundfile as sf
 
 from .paths import SAMPLE_RATE
+
+#: Lowest and highest sample rates accepted. Telephone audio (8 kHz) is the lowest rate real
+#: recordings use and 768 kHz the highest any converter offers; a header outside these
+#: is corrupt, and resampling a few-hertz "clip" to 22050 Hz would blow it up thousands of times.
+MIN_SAMPLE_RATE = 1_000
+MAX_SAMPLE_RATE = 768_000
+
+#: Largest |sample| accepted. Float audio is nominally within ±1 (PCM decodes to it exactly).
+#: The mel images square the FFT in float32: one frame's power is at most
+#: (n_fft · 1e4)² ≈ 4e14 for n_fft 2048 (4e17 summed over its bins), far below float32's
+#: 3.4e38, whereas one 1e25 sample overflows to inf and blanks its whole segment.
+MAX_MAGNITUDE = 1e4
+
+#: Share of non-finite samples (NaN, ±inf) replaced by silence; beyond it the file is refused.
+#: An isolated decoder glitch is tolerated; a clip that is mostly (or all) NaN is not audio.
+NON_FINITE_TOLERANCE = 0.001
+
+# extension → (the header it must start with, in words; the containers accepted under it)
+_CONTAINERS = {
+    ".au": ("no '.snd' header", {"au"}),
+    ".wav": ("no 'RIFF', 'RF64' or 'FORM' header", {"wav", "aiff"}),
+    ".flac": ("no 'fLaC' header", {"flac"}),
+    ".ogg": ("no 'OggS' header", {"ogg"}),
+    ".mp3": ("no ID3 tag or MPEG frame sync at the start", {"mp3"}),
+}
 
 
 class AudioError(ValueError):
@@ -34,29 +66,153 @@ class AudioInfo:
         return self.samples / self.sample_rate if self.sample_rate else 0.0
 
 
-def _one_line(exc: BaseException, path: Path) -> str:
-    text = str(exc).replace(str(path), "<file>").strip() or type(exc).__name__
-    text = re.sub(r"\s+", " ", text)
+def describe_os_error(exc: OSError, path) -> str:
+    """One-line reason for an ``OSError`` met while opening or listing ``path``."""
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied"
+    if exc.errno == errno.ELOOP:
+        return "symbolic link loop"
+    if exc.errno == errno.ENOENT:
+        return "broken symbolic link" if os.path.islink(path) else "file not found"
+    return f"cannot read: {exc.strerror or type(exc).__name__}"
+
+
+def _one_line(exc: BaseException, *names: str) -> str:
+    text = str(exc)
+    for name in names:
+        text = text.replace(name, "<file>")
+    text = re.sub(r"\s+", " ", text.strip()) or type(exc).__name__
     return text[:200]
 
 
-def _decode(path: Path) -> tuple[np.ndarray, int]:
-    """(frames × channels float32, native rate), trying libsndfile then audioread."""
+def _open(path: Path):
+    """``path`` opened for reading (through Python, so any name the OS accepts works)."""
     try:
-        data, rate = sf.read(path, dtype="float32", always_2d=True)
-        return data, int(rate)
-    except Exception as sf_exc:  # libsndfile reports every kind of bad file as its own error type
-        first_reason = _one_line(sf_exc, path)
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):
+            # a folder, pipe or device: opening a pipe would wait forever
+            raise AudioError("not a regular file")
+        if info.st_size == 0:
+            raise AudioError("empty file (0 bytes)")
+        return open(path, "rb")
+    except OSError as exc:
+        raise AudioError(describe_os_error(exc, path)) from None
+
+
+def _after_id3(fh) -> bytes:
+    """The first bytes after a leading ID3v2 tag and its zero padding (the start if none)."""
+    fh.seek(0)
+    head = fh.read(10)
+    offset = 0
+    if len(head) == 10 and head.startswith(b"ID3"):
+        # the tag's size is 'syncsafe' (7 bits a byte); flag 0x10 says a 10-byte footer follows it
+        size = sum((b & 0x7F) << shift for b, shift in zip(head[6:10], (21, 14, 7, 0)))
+        offset = 10 + size + (10 if head[5] & 0x10 else 0)
+    fh.seek(offset)
+    return fh.read(4096).lstrip(b"\0")[:4]
+
+
+def _is_mpeg_frame(b: bytes) -> bool:
+    """An MPEG audio frame header: 11 sync bits, then a valid version, layer, bitrate and rate."""
+    return (len(b) == 4 and b[0] == 0xFF and b[1] & 0xE0 == 0xE0 and (b[1] >> 3) & 3 != 1
+            and (b[1] >> 1) & 3 != 0 and b[2] >> 4 != 0xF and (b[2] >> 2) & 3 != 3)
+
+
+def _container(fh) -> str | None:
+    """Which container the magic bytes at the start of ``fh`` show (None: none known)."""
+    fh.seek(0)
+    head = fh.read(12)
+    if head[:4] in (b".snd", b"dns."):  # big- and little-endian Sun/NeXT
+        return "au"
+    if (head[:4] in (b"RIFF", b"RIFX", b"RF64", b"BW64") and head[8:12] == b"WAVE") or head[:4] == b"riff":
+        return "wav"                    # RIFF/RF64 WAVE, or Sony Wave64 ('riff' GUID)
+    if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
+        return "aiff"
+    if head[:4] == b"OggS":
+        return "ogg"
+    tail = _after_id3(fh)
+    if tail == b"fLaC":
+        return "flac"
+    return "mp3" if _is_mpeg_frame(tail) else None
+
+
+def container_error(fh, suffix: str) -> str | None:
+    """Why the bytes of ``fh`` are not the container its extension ``suffix`` names (None: they are).
+
+    libsndfile decodes a header-less ``.au`` as raw 8 kHz µ-law and libmpg123 hunts for a
+    frame anywhere in a file, so any bytes would become a "track"; the magic bytes at the
+    start must match. Extensions not listed in ``_CONTAINERS`` are not checked.
+    """
+    missing, accepted = _CONTAINERS.get(suffix.lower(), ("", None))
+    found = _container(fh)
+    if accepted is None or found in accepted:
+        return None
+    detail = "the bytes are not audio of that format"
+    if found:  # another container: libsndfile names it (asked only then: on junk, libmpg123 floods stderr)
+        try:
+            fh.seek(0)
+            detail = f"the bytes are {sf.info(fh).format} audio: give the file its own extension"
+        except Exception:  # a header but no readable audio behind it
+            detail = f"the bytes start like {found.upper()}, not audio of that format"
+    return f"not a {suffix.lower()} file: {missing} ({detail})"
+
+
+def _fallback(path: Path, first_reason: str) -> tuple[np.ndarray, int]:
+    """(frames × channels, rate) from librosa/audioread, for what libsndfile cannot read."""
+    try:
+        # from a path, libsndfile guesses a header-less file's format from its extension
+        # (.au/.snd as µ-law, .vox, .gsm): refuse that guess rather than decode any bytes
+        if sf.info(str(path)).format == "RAW":
+            raise AudioError(f"cannot decode: {first_reason}")
+    except (AudioError, UnicodeError):
+        raise AudioError(f"cannot decode: {first_reason}") from None
+    except Exception:  # libsndfile cannot open it from the path either: audioread may
+        pass
     try:
         import librosa  # audioread fallback: slow to import, needed only for unusual formats
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             y, rate = librosa.load(path, sr=None, mono=False, dtype=np.float32)
-        data = np.atleast_2d(y).T
-        return np.ascontiguousarray(data), int(rate)
+        return np.ascontiguousarray(np.atleast_2d(y).T), int(rate)
     except Exception:
         raise AudioError(f"cannot decode: {first_reason}") from None
+
+
+def _decode(path: Path) -> tuple[np.ndarray, int]:
+    """(frames × channels float32, native rate) after checking the container against the extension."""
+    with _open(path) as fh:
+        reason = container_error(fh, path.suffix)
+        if reason:
+            raise AudioError(reason)
+        fh.seek(0)
+        try:
+            data, rate = sf.read(fh, dtype="float32", always_2d=True)
+            return data, int(rate)
+        except Exception as sf_exc:  # libsndfile reports every kind of bad file as its own error type
+            first_reason = _one_line(sf_exc, repr(fh), str(path))
+    # libsndfile's MPEG reader says this of any undecodable stream; the file was opened fine
+    first_reason = first_reason.replace("File does not exist or is not a regular file (possibly a pipe?).",
+                                        "Format not recognised.")
+    return _fallback(path, first_reason)
+
+
+def _checked_samples(data: np.ndarray) -> np.ndarray:
+    """``data`` with rare non-finite samples silenced; refuses mostly-NaN or out-of-range audio."""
+    finite = np.isfinite(data)
+    n_bad = data.size - int(np.count_nonzero(finite))
+    if n_bad > NON_FINITE_TOLERANCE * data.size:
+        raise AudioError(f"{n_bad} of {data.size} samples are not finite (NaN or infinite; at most "
+                         f"{NON_FINITE_TOLERANCE:.1%} are tolerated)")
+    if n_bad:
+        data = np.where(finite, data, np.float32(0))
+    magnitude = np.abs(data)
+    n_over = int(np.count_nonzero(magnitude > MAX_MAGNITUDE))
+    if n_over:
+        raise AudioError(f"{n_over} of {data.size} samples are out of range (largest magnitude "
+                         f"{float(magnitude.max()):.3g}; float audio is nominally within ±1, "
+                         f"accepted up to ±{MAX_MAGNITUDE:g})")
+    return data
 
 
 def load_audio(path, *, sample_rate: int | None = SAMPLE_RATE) -> tuple[np.ndarray, AudioInfo]:
@@ -65,7 +221,8 @@ def load_audio(path, *, sample_rate: int | None = SAMPLE_RATE) -> tuple[np.ndarr
     Parameters
     ----------
     path : str or Path
-        An audio file (wav, au, flac, ogg, mp3, ...).
+        An audio file (wav, au, flac, ogg, mp3, ...); any name the OS accepts, also one
+        that is not valid UTF-8.
     sample_rate : int or None
         Rate to return. The signal is resampled (soxr, high quality) only when the file is
         not already at this rate; ``None`` keeps the file's own rate.
@@ -80,20 +237,26 @@ def load_audio(path, *, sample_rate: int | None = SAMPLE_RATE) -> tuple[np.ndarr
     Raises
     ------
     AudioError
-        Unreadable, empty or non-audio file (one-line message).
+        Unreadable, empty or non-audio file; bytes that are not the container the
+        extension names; a rate outside ``MIN_SAMPLE_RATE``–``MAX_SAMPLE_RATE``; more than
+        ``NON_FINITE_TOLERANCE`` of the samples not finite, or any above ``MAX_MAGNITUDE``
+        (one-line message).
+
+    Examples
+    --------
+    >>> signal, info = load_audio("blues.00000.wav")  # doctest: +SKIP
+    >>> info.sample_rate, signal.dtype                # doctest: +SKIP
+    (22050, dtype('float32'))
     """
     path = Path(path)
-    if not path.is_file():
-        raise AudioError("file not found")
-    if path.stat().st_size == 0:
-        raise AudioError("empty file (0 bytes)")
     data, rate = _decode(path)
     info = AudioInfo(sample_rate=rate, channels=int(data.shape[1]), samples=int(data.shape[0]))
     if info.samples == 0:
         raise AudioError("no audio samples (0 frames)")
+    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        raise AudioError(f"implausible sample rate {rate} Hz (accepted: {MIN_SAMPLE_RATE}–{MAX_SAMPLE_RATE} Hz)")
+    data = _checked_samples(data)
     signal = data.mean(axis=1, dtype=np.float32) if info.channels > 1 else data[:, 0]
-    if not np.isfinite(signal).all():
-        signal = np.nan_to_num(signal, nan=0.0, posinf=0.0, neginf=0.0)
     if sample_rate is not None and rate != sample_rate:
         import soxr
 

@@ -6,25 +6,32 @@ Layouts understood (``<root>`` is usually ``data/gtzan``):
 * original GTZAN (marsyas): ``<root>/genres/<genre>/<genre>.000NN.au``
 * any folder-per-label data set: ``<root>/<label>/*.{wav,au,flac,ogg,mp3}``
 
-The manifest has one row per audio file (and one per empty label folder), with its
-decoding facts and a ``status`` of ``usable`` or ``excluded`` plus the ``reason``.
-Nothing is dropped silently: known-bad files, undecodable files and duplicates are all
-rows with a reason.
+The manifest has one row per audio file (and one per empty or unreadable label folder),
+with its decoding facts and a ``status`` of ``usable`` or ``excluded`` plus the ``reason``.
+Nothing is dropped silently: known-bad files, undecodable files, broken symbolic links and
+duplicates are all rows with a reason; usable files whose bytes repeat another file's get a
+``note``. Paths keep names that are not valid UTF-8 (the CSV stores them surrogate-escaped);
+labels, track ids, reasons and notes show such bytes as ``\\xNN``.
 """
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from pathlib import Path
 
 import pandas as pd
 from joblib import Parallel, delayed
 
 from . import cache
-from .audio import AudioError, load_audio
+from .audio import AudioError, describe_os_error, load_audio
 
 log = logging.getLogger(__name__)
 
 AUDIO_EXTENSIONS = (".wav", ".au", ".flac", ".ogg", ".mp3")
+
+#: Which copy of a track (same name, several formats) is kept: lossless before lossy, then
+#: this order (Kaggle's wav, flac, the original GTZAN au; ogg before mp3), then path order.
+FORMAT_PREFERENCE = ("wav", "flac", "au", "ogg", "mp3")
 
 #: Files known to be faulty in published copies of GTZAN, excluded by name with the reason.
 KNOWN_BAD_FILES = {
@@ -32,7 +39,7 @@ KNOWN_BAD_FILES = {
 }
 
 MANIFEST_COLUMNS = ["track_id", "label", "path", "format", "duration", "sample_rate",
-                    "channels", "samples", "bytes", "mtime_ns", "status", "reason"]
+                    "channels", "samples", "bytes", "mtime_ns", "status", "reason", "note"]
 
 GTZAN_HINT = ("put GTZAN in data/gtzan/ as Kaggle's genres_original/<genre>/<genre>.000NN.wav "
               "or the original genres/<genre>/<genre>.000NN.au")
@@ -45,6 +52,11 @@ class DatasetLayoutError(ValueError):
 def _visible(path: Path) -> bool:
     # macOS leaves AppleDouble '._name' files and '.DS_Store' beside real ones
     return not path.name.startswith(".")
+
+
+def printable(text: str) -> str:
+    """``text`` with bytes of a file name that are not UTF-8 shown as ``\\xNN`` (fit for any table)."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def find_dataset_root(root) -> Path:
@@ -70,7 +82,7 @@ def find_dataset_root(root) -> Path:
             if hits:
                 return hits[0]
     label_dirs = [d for d in root.iterdir() if d.is_dir() and _visible(d)]
-    has_audio = any(_audio_files(d) for d in label_dirs)
+    has_audio = any(_readable_audio_files(d) for d in label_dirs)
     if not has_audio:
         loose = _audio_files(root)
         detail = (f"{len(loose)} audio files lie directly in it, with no label folders"
@@ -81,14 +93,51 @@ def find_dataset_root(root) -> Path:
 
 
 def _audio_files(folder: Path) -> list[Path]:
+    """Files named like audio in ``folder``, with symbolic links that lead nowhere (listed, then excluded)."""
     return sorted(p for p in folder.iterdir()
-                  if p.is_file() and _visible(p) and p.suffix.lower() in AUDIO_EXTENSIONS)
+                  if _visible(p) and p.suffix.lower() in AUDIO_EXTENSIONS
+                  and (p.is_file() or (p.is_symlink() and not p.exists())))
+
+
+def _readable_audio_files(folder: Path) -> list[Path]:
+    try:
+        return _audio_files(folder)
+    except OSError:  # an unreadable label folder becomes a row of the manifest, not an error here
+        return []
 
 
 def track_id_for(path: Path, label: str) -> str:
     """``blues.00000`` for GTZAN names (already prefixed by their genre), else ``<label>/<stem>``."""
-    stem = path.stem
+    stem = printable(path.stem)
     return stem if stem.startswith(label + ".") else f"{label}/{stem}"
+
+
+def _folder_row(folder: Path, reason: str) -> dict:
+    log.warning("label folder %s: %s; listed as excluded", printable(str(folder)), reason)
+    return {"track_id": "", "label": printable(folder.name), "path": str(folder), "status": "excluded",
+            "reason": reason}
+
+
+def _label_rows(folder: Path) -> list[dict]:
+    """One row per audio file of a label folder (or one for the folder when it is empty or unreadable)."""
+    label = printable(folder.name)
+    try:
+        files = _audio_files(folder)
+    except OSError as exc:
+        return [_folder_row(folder, f"cannot list the label folder: {describe_os_error(exc, folder)}")]
+    if not files:
+        return [_folder_row(folder, "empty label folder: no audio files")]
+    rows = []
+    for path in files:
+        row = {"track_id": track_id_for(path, label), "label": label, "path": str(path),
+               "format": path.suffix.lower().lstrip(".")}
+        try:
+            stat = path.stat()
+            row.update(bytes=stat.st_size, mtime_ns=stat.st_mtime_ns, mode=stat.st_mode)
+        except OSError as exc:  # a broken or looping link, or a file the folder's permissions hide
+            row.update(status="excluded", reason=describe_os_error(exc, path))
+        rows.append(row)
+    return rows
 
 
 def _probe(path: Path) -> dict:
@@ -100,73 +149,134 @@ def _probe(path: Path) -> dict:
             "sample_rate": info.sample_rate, "channels": info.channels, "samples": info.samples}
 
 
+def _check_files(files: list[dict], n_jobs: int) -> None:
+    """Decode every file not already excluded; known-bad files are excluded by name."""
+    for row in files:
+        name = Path(row["path"]).name
+        if "status" not in row and name in KNOWN_BAD_FILES:
+            row.update(status="excluded", reason=KNOWN_BAD_FILES[name])
+    todo = [r for r in files if "status" not in r]
+    probes = Parallel(n_jobs=n_jobs, prefer="threads")(delayed(_probe)(Path(r["path"])) for r in todo)
+    for row, probe in zip(todo, probes):
+        row.update(probe)
+
+
+def _keep_one_copy(files: list[dict]) -> None:
+    """Of the usable copies of a track (same name, other format), keep the one :data:`FORMAT_PREFERENCE` ranks first.
+
+    A copy that does not decode keeps its own reason, so a bad copy never hides a good one.
+    """
+    copies = defaultdict(list)
+    for row in files:
+        if row["status"] == "usable":
+            copies[row["track_id"]].append(row)
+    for rows in copies.values():
+        rows.sort(key=lambda r: (FORMAT_PREFERENCE.index(r["format"]), r["path"]))
+        kept = printable(Path(rows[0]["path"]).name)
+        for row in rows[1:]:
+            row.update(status="excluded", reason=f"duplicate of {kept}")
+
+
+def _digest(path: str) -> str | None:
+    try:
+        return cache.file_sha256(path)
+    except OSError:
+        return None
+
+
+def _note_repeats(files: list[dict], base: Path, n_jobs: int) -> None:
+    """Note on each usable file whose bytes repeat another's (GTZAN has exact repeats, Sturm 2012).
+
+    Only files sharing a byte size are hashed: repeats must be the same size, so a data set
+    of distinct sizes costs nothing.
+    """
+    sizes = defaultdict(list)
+    for row in files:
+        if row["status"] == "usable":
+            sizes[row["bytes"]].append(row)
+    candidates = [r for group in sizes.values() if len(group) > 1 for r in group]
+    digests = Parallel(n_jobs=n_jobs, prefer="threads")(delayed(_digest)(r["path"]) for r in candidates)
+    same = defaultdict(list)
+    for row, digest in zip(candidates, digests):
+        if digest:
+            same[digest].append(row)
+    repeats = [group for group in same.values() if len(group) > 1]
+    for group in repeats:
+        names = [printable(str(Path(r["path"]).relative_to(base))) for r in group]
+        for row, name in zip(group, names):
+            others = [n for n in names if n != name]
+            shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+            row["note"] = f"same audio bytes as {shown}"
+    if repeats:
+        log.warning("%d files repeat the audio bytes of another file (see the manifest's note column)",
+                    sum(len(g) for g in repeats))
+
+
 def scan_dataset(root, *, n_jobs: int = 2, use_cache: bool = True) -> pd.DataFrame:
     """Manifest of every audio file under a data set ``root`` (see module doc for layouts).
 
-    Each file is decoded once to check it and learn its rate, channels and length; the
-    manifest is cached under a key of every file's path, size and modification time, so a
-    rescan of unchanged data is instant.
+    Each file is decoded once to check it and learn its rate, channels and length; usable
+    files of equal size are hashed to note exact repeats. A track found in several formats
+    keeps its one usable copy, or the first in :data:`FORMAT_PREFERENCE`. The manifest is
+    cached under a key of every file's path, size, mode and modification time, so a rescan of
+    unchanged data is instant.
 
     Returns
     -------
     pd.DataFrame
         Columns :data:`MANIFEST_COLUMNS`, one row per audio file, sorted by label and track.
+
+    Examples
+    --------
+    >>> manifest = scan_dataset("data/gtzan")                   # doctest: +SKIP
+    >>> manifest.groupby("status").size()                      # doctest: +SKIP
     """
     base = find_dataset_root(root)
-    rows = []
-    for label_dir in sorted(d for d in base.iterdir() if d.is_dir() and _visible(d)):
-        files = _audio_files(label_dir)
-        if not files:
-            log.warning("label folder %s holds no audio files; listed as excluded", label_dir)
-            rows.append({"track_id": "", "label": label_dir.name, "path": str(label_dir),
-                         "status": "excluded", "reason": "empty label folder: no audio files"})
-            continue
-        for path in files:
-            stat = path.stat()
-            rows.append({"track_id": track_id_for(path, label_dir.name), "label": label_dir.name,
-                         "path": str(path), "format": path.suffix.lower().lstrip("."),
-                         "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns})
+    rows = [row for folder in sorted(d for d in base.iterdir() if d.is_dir() and _visible(d))
+            for row in _label_rows(folder)]
     if not rows:
         raise DatasetLayoutError(f"{base} has no label folders")
-    files = [row for row in rows if row["track_id"]]
-    key = cache.cache_key("manifest-v1", [[r["path"], r["bytes"], r["mtime_ns"]] for r in files],
-                          cache.library_versions("soundfile"))
+    # v2: the note column, duplicate rule and stricter checks changed what a scan finds; the
+    # mode is keyed so that a chmod (which leaves mtime alone) rescans a file refused as unreadable
+    key = cache.cache_key("manifest-v2", [[r["path"], r.get("bytes"), r.get("mtime_ns"), r.get("mode"),
+                                           r.get("reason", "")] for r in rows], cache.library_versions("soundfile"))
     cached = cache.entry_dir("manifests", key) / "manifest.csv"
     if use_cache and cached.is_file():
         return read_manifest(cached)
 
-    todo = [r for r in files if Path(r["path"]).name not in KNOWN_BAD_FILES]
-    probes = Parallel(n_jobs=n_jobs, prefer="threads")(delayed(_probe)(Path(r["path"])) for r in todo)
-    for row, probe in zip(todo, probes):
-        row.update(probe)
-    seen = set()
+    files = [row for row in rows if row["track_id"]]
+    _check_files(files, n_jobs)
+    _keep_one_copy(files)
+    _note_repeats(files, base, n_jobs)
     for row in files:
-        name = Path(row["path"]).name
-        if name in KNOWN_BAD_FILES:
-            row.update(status="excluded", reason=KNOWN_BAD_FILES[name])
-        elif row["track_id"] in seen:
-            row.update(status="excluded", reason="duplicate track id (same name, other format)")
-        seen.add(row["track_id"])
-    frame = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
-    frame["reason"] = frame["reason"].fillna("")
-    for _, row in frame[frame["status"] == "excluded"].iterrows():
-        log.warning("excluded %s: %s", row["path"], row["reason"])
+        if row["status"] == "excluded":
+            log.warning("excluded %s: %s", printable(row["path"]), row["reason"])
+    frame = pd.DataFrame([{"reason": "", "note": "", **row} for row in rows], columns=MANIFEST_COLUMNS)
     frame = frame.sort_values(["label", "track_id"], kind="stable").reset_index(drop=True)
     if use_cache:
         try:
-            cache.write_csv(cached, frame)
+            write_manifest(cached, frame)
         except OSError as exc:
             log.warning("manifest not cached (%s)", exc)
     return frame
 
 
+def write_manifest(path, frame: pd.DataFrame) -> None:
+    """Write a manifest CSV atomically; paths that are not valid UTF-8 keep their bytes."""
+    with cache.atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False, errors="surrogateescape")
+
+
 def read_manifest(path) -> pd.DataFrame:
-    """Read a manifest CSV written by :func:`scan_dataset`."""
-    frame = pd.read_csv(path, dtype={"track_id": str, "label": str, "path": str,
-                                     "format": str, "status": str, "reason": str},
-                        keep_default_na=False, na_values={"duration": [""], "sample_rate": [""],
-                                                          "channels": [""], "samples": [""],
-                                                          "bytes": [""], "mtime_ns": [""]})
+    """Read a manifest CSV written by :func:`scan_dataset` (one without ``note`` gets it, empty)."""
+    frame = pd.read_csv(path, dtype={"track_id": str, "label": str, "path": str, "format": str,
+                                     "status": str, "reason": str, "note": str},
+                        keep_default_na=False, encoding_errors="surrogateescape",
+                        na_values={"duration": [""], "sample_rate": [""], "channels": [""], "samples": [""],
+                                   "bytes": [""], "mtime_ns": [""]})
+    if "note" not in frame:
+        frame.insert(frame.columns.get_loc("reason") + 1 if "reason" in frame else len(frame.columns),
+                     "note", "")
     return frame
 
 
@@ -188,7 +298,7 @@ def dataset_table(clips: pd.DataFrame) -> pd.DataFrame:
 
     def reasons(group: pd.DataFrame) -> str:
         bad = group[group["status"] != "usable"]
-        return "; ".join(f"{Path(p).name if t else '(folder)'}: {r}"
+        return "; ".join(f"{printable(Path(p).name) if t else '(folder)'}: {r}"
                          for t, p, r in zip(bad["track_id"], bad["path"], bad["reason"]))
 
     table["reasons"] = pd.Series({label: reasons(g) for label, g in clips.groupby("label")}).reindex(labels, fill_value="")
