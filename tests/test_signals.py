@@ -138,3 +138,18 @@ def test_extractor_with_a_wrong_row_count_is_reported(study_dirs, tmp_path):
     with pytest.raises(ValueError, match=r"clip-mean: expected an output of shape \(3, 1\)"):
         segment_features(signal_set, lambda s, sample_rate: s.mean(keepdims=True).reshape(1, 1), name="clip-mean",
                          n_jobs=1)
+
+
+def test_a_file_name_that_is_not_utf8_reaches_the_images(study_dirs, tmp_path):
+    import os
+
+    from genrestudy.dataset import scan_dataset
+    from genrestudy.images import ImageParams, build_image_set
+
+    root = make_dataset(tmp_path / "set", genres=("blues", "rock"), clips=2, seconds=3.5)
+    odd = root / "genres_original" / "blues" / os.fsdecode(b"blues.\xff0009.wav")
+    (root / "genres_original" / "blues" / "blues.00001.wav").rename(odd)
+    image_set = build_image_set(scan_dataset(root, n_jobs=1), ImageParams(image_size=32, n_segments=1), n_jobs=1)
+    assert odd.name in {p.rsplit("/", 1)[-1] for p in image_set.segments["path"]}
+    again = build_image_set(scan_dataset(root, n_jobs=1), ImageParams(image_size=32, n_segments=1), n_jobs=1)
+    assert again.root == image_set.root and list(again.segments["path"]) == list(image_set.segments["path"])

@@ -130,8 +130,9 @@ def write_json(path: Path, obj: Any) -> None:
 
 
 def write_csv(path: Path, frame: pd.DataFrame) -> None:
+    """Write ``frame`` atomically; file names that are not valid UTF-8 round-trip (surrogateescape)."""
     with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False)
+        frame.to_csv(tmp, index=False, errors="surrogateescape")
 
 
 def save_array(path: Path, array: np.ndarray) -> None:

@@ -87,7 +87,8 @@ def read_segments(path) -> pd.DataFrame:
     """
     import pandas as pd
 
-    return pd.read_csv(path, dtype={"track_id": str, "label": str, "path": str}, keep_default_na=False)
+    return pd.read_csv(path, dtype={"track_id": str, "label": str, "path": str}, keep_default_na=False,
+                       encoding_errors="surrogateescape")
 
 
 def segment_table(clips: pd.DataFrame) -> pd.DataFrame:
