@@ -265,7 +265,9 @@ def test_the_training_machinery_trains_and_caches_a_small_network_of_another_kin
 def test_model_structure_and_trainable_blocks():
     model = endtoend.build_model(3, image_size=40, input_size=32, weights=None, seed=0)
     assert model.input.shape[1:] == (40, 40, 3) and model.output.shape[1:] == (3,)
-    assert model.get_layer("resize") is not None
+    resize = model.get_layer("resize")
+    assert (resize.get_config()["height"], resize.get_config()["width"]) == (32, 32)
+    assert model.get_layer(endtoend.BACKBONE_LAYER).input.shape[1:] == (32, 32, 3)
     dense, dropout = model.get_layer("head_dense"), model.get_layer("head_dropout")
     assert dense.units == 512 and dense.get_config()["activation"] == "relu" and dropout.rate == 0.5
     assert model.get_layer("genre").get_config()["activation"] == "softmax"

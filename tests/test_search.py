@@ -109,7 +109,9 @@ def test_equal_budget_comparison_and_summary(data, study_dirs):
                                                         num_boost_round=10, early_stopping_rounds=5,
                                                         progress=False)
     assert len(per_seed) == 4 and set(per_seed["method"]) == {"grid", "random"}
-    assert (per_seed["n_fits"] == 3).all() and per_seed["test_accuracy"].between(0, 1).all()
+    assert (per_seed["n_fits"] == 3).all()
+    chance = 1 / len(np.unique(y_test))
+    assert (per_seed["test_accuracy"] > chance + 0.2).all()  # learnt from the features, not guessed
     summary = tuning.summarize_comparison(per_seed)
     row = summary.set_index("method").loc["grid"]
     assert row["valid_accuracy_ci_low"] <= row["valid_accuracy_mean"] <= row["valid_accuracy_ci_high"]

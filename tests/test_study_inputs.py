@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import json
 
 import pytest
@@ -71,3 +72,30 @@ def test_a_changed_n_mels_reaches_the_features_notebook_03_tunes_on(study_dirs, 
     assert [m["image_cache"] for m in feature_entries] == [image_entries[0]["key"]]
     inputs = study.StudyInputs.from_parameters(params)
     assert study.feature_set(inputs).meta["image_cache"] == image_entries[0]["key"]
+
+
+@pytest.mark.parametrize("stem", NOTEBOOKS)
+def test_notebooks_in_git_carry_no_outputs_and_one_kernel(stem):
+    notebook = json.loads((paths.project_root() / "notebooks" / f"{stem}.ipynb").read_text())
+    assert notebook["metadata"]["kernelspec"] == {"display_name": "Python 3 (genrestudy)", "language": "python",
+                                                  "name": "python3"}
+    for cell in notebook["cells"]:
+        if cell["cell_type"] == "code":
+            assert cell["outputs"] == [] and cell["execution_count"] is None, f"{stem} has outputs"
+
+
+#: a measured quantity: a number with a unit of time, memory, throughput, or a speed-up
+MEASURED = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)\s*(ms|s|min|h|MB|GB|MiB|GiB|img/s|images/s|clips/s|cfg/h|×|x)"
+                      r"(?![\w/\d])")
+#: the paper's own figures (docs/PAPER.md), which notebooks may restate
+PAPER_FIGURES = {"30 s", "3 s", "65.8529 s", "0.9373 s", "1000.60 MB", "45.49 MB", "1145.52 MB", "70×", "22×",
+                 "0.0054 s"}
+
+
+@pytest.mark.parametrize("stem", NOTEBOOKS)
+def test_no_measured_number_is_typed_into_a_notebook(stem):
+    # a measurement in prose goes stale: notebooks show what their own run measured
+    cells = json.loads((paths.project_root() / "notebooks" / f"{stem}.ipynb").read_text())["cells"]
+    text = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+    found = {m.group(0) for m in MEASURED.finditer(text)} - PAPER_FIGURES
+    assert not found, f"{stem} states measured figures by hand: {sorted(found)}"

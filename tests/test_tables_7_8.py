@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from genrestudy import evaluation, methods, plots, reports, table7, table8
+from genrestudy import evaluation, findings, methods, plots, reports, table7, table8
 
 
 def _proba(y_pred, n_classes):
@@ -85,18 +85,36 @@ def test_table07_keeps_the_papers_rows_apart_and_ordered():
         table7.table07([])
 
 
-def test_findings_come_from_the_numbers():
+def _run(key, y_pred, n_classes, rows):
+    return methods.MethodRun(key=key, name=key.replace("_", " "), rows=rows, proba=_proba(y_pred, n_classes),
+                             report={})
+
+
+def test_findings_claim_a_difference_only_when_its_paired_interval_excludes_zero():
+    rng = np.random.default_rng(0)
+    tracks = np.repeat(np.arange(60), 5)
+    y = tracks % 3
+    good = np.where(rng.random(len(y)) < 0.9, y, (y + 1) % 3)
+    poor = np.where(rng.random(len(y)) < 0.4, y, (y + 1) % 3)
+    rows = np.arange(len(y))
+    runs = {"paper": {"hybrid_grid": _run("hybrid_grid", good, 3, rows),
+                      "hybrid_random": _run("hybrid_random", good, 3, rows),  # identical predictions
+                      "end_to_end": _run("end_to_end", poor, 3, rows)}}  # a clear gap
+    diffs = findings.paired_differences(runs, y, tracks, n_resamples=300).set_index("comparison")
+    same = diffs.loc["Grid − Random Search (hybrid)"]
+    assert (same["difference"], same["ci_low"], same["ci_high"], same["resolved"]) == (0.0, 0.0, 0.0, False)
+    gap = diffs.loc["Grid-Search hybrid − end-to-end"]
+    assert gap["resolved"] and gap["ci_low"] > 30 and gap["paired"]
     table = table7.table07([_ours("paper", PAPER_ACC), _ours("track", TRACK_ACC)])
-    text = table7.findings(table, synthetic=True)
+    across = findings.protocol_differences(table)
+    assert len(across) == 10 and not across["paired"].any()
+    assert across.set_index(["a", "level"]).loc[("end_to_end", "segment"), "difference"] == pytest.approx(20.0)
+    text = findings.findings(table, pd.concat([diffs.reset_index(), across]), synthetic=True)
     assert text.startswith("On the SYNTHETIC demo data")
-    assert ("Against the `track` protocol, the paper's segment-level split changes test accuracy by +20.0 points "
-            "on average over the 5 methods (inflated by the leak") in text
-    assert "best segment-level accuracy is ResNet-50 end-to-end's, 92.0 %" in text
-    assert "the end-to-end model's is -2.0 points (the paper's: -1.3)" in text
-    assert "changes accuracy by +2.0 points" in text
-    honest = table7.findings(table7.table07([_ours("track", TRACK_ACC), _ours("paper", TRACK_ACC)]),
-                              synthetic=False)
-    assert "SYNTHETIC" not in honest and "+0.0 points on average over the 5 methods (no inflation" in honest
+    assert "Grid − Random Search (hybrid): +0.0 points [+0.0, +0.0], not resolved" in text
+    assert "Grid-Search hybrid − end-to-end: +" in text and ", a difference (paired bootstrap" in text
+    assert "independent test sets, intervals combined" in text and "track-grouped" in text
+    assert "leakage-free" not in text
 
 
 def _step(seconds, peak, before, **extra):
@@ -185,3 +203,21 @@ def test_bootstrap_metrics_agree_with_scikit_learn():
             expected = precision_recall_fscore_support(t, p, average=average, zero_division=0)[
                 {"precision": 0, "recall": 1, "f1": 2}[kind]]
             assert table7._metric_statistic(metric)(t, p) == pytest.approx(expected)
+
+
+def test_compact_table7_has_the_papers_layout_and_the_figures_draw():
+    table = table7.table07([_ours("paper", PAPER_ACC), _ours("track", TRACK_ACC)])
+    compact = table7.compact(table, "paper")
+    assert list(compact.columns) == ["method", "source", "accuracy", "precision", "recall", "F1", "macro F1",
+                                     "track accuracy"]
+    first = compact.iloc[0]
+    assert (first["source"], first["accuracy"], first["track accuracy"]) == ("ours", "90.0 [85.0, 95.0]",
+                                                                             "92.0 [87.0, 97.0]")
+    assert compact.iloc[1]["source"] == "paper" and compact.iloc[1]["accuracy"] == "81.2"
+    assert (table7.compact(table, "track")["source"] == "ours").all()
+    with pytest.raises(ValueError, match="no rows for protocol 'filtered'"):
+        table7.compact(table, "filtered")
+    forest = plots.plot_forest(table)
+    assert len(forest.axes) == 2 and len(forest.axes[0].collections) >= 1  # the paper's points on 'paper'
+    effect = plots.plot_protocol_effect(table)
+    assert [t.get_text() for t in effect.axes[0].get_xticklabels()] == ["paper", "track"]

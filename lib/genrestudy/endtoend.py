@@ -136,7 +136,7 @@ class TrainSettings:
 #: ``paper`` is the study's run (224 px, ImageNet, 25 epochs in all).
 PROFILES: dict[str, TrainSettings] = {
     "demo": TrainSettings(),
-    # 4 feeding threads: one prepares ~1,700 images/s of 224 px on a CPU core, less than a GPU trains on
+    # 4 feeding threads: one CPU thread prepares batches more slowly than a GPU trains on them
     "paper": TrainSettings(input_size=224, weights="imagenet", head_epochs=5, finetune_epochs=20,
                            finetune_blocks=ALL_BLOCKS, head_learning_rate=1e-3, finetune_learning_rate=1e-5,
                            patience=5, workers=4),

@@ -81,6 +81,14 @@ def write_results_index(*, findings_text: str | None = None, results_dir: Path |
              "file of the same name. Tables made from the synthetic demo data say so.", ""]
     if findings_text:
         lines += ["## Findings (Table 7)", "", findings_text, ""]
+    notebooks = sorted((paths.project_root() / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    if notebooks:
+        lines += ["## The executed notebooks, to read in a browser", "",
+                  "Rendered by `./run_all.sh` into `build/html/` (figures inline):", "",
+                  *[f"- [{nb.stem}](../build/html/{nb.stem}.html)" for nb in notebooks], ""]
+    versions = cache.library_versions("numpy", "pandas", "scikit-learn", "scipy", "lightgbm", "keras", "tensorflow",
+                                      "librosa", "soundfile")
+    lines += ["## Made with", "", ", ".join(f"{k} {v}" for k, v in versions.items()), ""]
     lines += ["## Contents", ""] + [f"- [{p.stem}]({p.name})" for p in tables] + [""]
     for p in tables:
         body = p.read_text().strip().splitlines()

@@ -12,7 +12,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from . import evaluation
-from .methods import REGISTRY, StudyData, registered, run_method
+from .methods import StudyData, registered, run_method
 
 PAPER_SOURCE = "paper (as reported; docs/PAPER.md)"
 OUR_SOURCE = "this study (measured)"
@@ -81,8 +81,20 @@ def score_with_ci(proba: np.ndarray, y_true, track_ids, *, n_resamples: int = 10
     return rows
 
 
-def protocol_rows(data: StudyData, split, *, protocol: str, methods=None, n_resamples: int = 1000,
-                  confidence: float = 0.95, seed: int = 0, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+def run_methods(data: StudyData, split, methods=None, *, progress: bool = True) -> dict:
+    """``{key: MethodRun}`` of every method (default: every registered one) under ``split``: each
+    trained on its train/valid parts or read from its cache (:func:`genrestudy.methods.run_method`)."""
+    methods = list(methods) if methods is not None else registered()
+    runs = {}
+    for method in tqdm(methods, desc="methods", disable=not progress, leave=False):
+        run = run_method(method, data, split)
+        runs[run.key] = run
+    return runs
+
+
+def protocol_rows(data: StudyData, split, *, protocol: str, methods=None, runs: dict | None = None,
+                  n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0,
+                  progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Table 7's rows of every method under one split, and what each method reported.
 
     Parameters
@@ -96,6 +108,8 @@ def protocol_rows(data: StudyData, split, *, protocol: str, methods=None, n_resa
     methods : list, optional
         Registered keys or classes (default: every registered method, in registration order).
         Each is trained on the split, or read from its cache (:func:`genrestudy.methods.run_method`).
+    runs : dict, optional
+        :func:`run_methods`'s result for this split, when the caller already has it.
 
     Returns
     -------
@@ -103,10 +117,9 @@ def protocol_rows(data: StudyData, split, *, protocol: str, methods=None, n_resa
         ``rows``: two per method (segment and track level). ``details``: one per method, its
         :meth:`~genrestudy.methods.base.Method.report` (training time, seed, hyperparameters, ...).
     """
-    methods = list(methods) if methods is not None else registered()
+    runs = runs if runs is not None else run_methods(data, split, methods, progress=progress)
     out, details = [], []
-    for method in tqdm(methods, desc=f"methods ({protocol})", disable=not progress, leave=False):
-        run = run_method(method, data, split)
+    for run in runs.values():
         y_test, tracks = data.labels[run.rows], data.track_ids[run.rows]
         for row in score_with_ci(run.proba, y_test, tracks, n_resamples=n_resamples, confidence=confidence,
                                  seed=seed):
@@ -142,70 +155,31 @@ def table07(ours: list[pd.DataFrame], methods=None) -> pd.DataFrame:
     return frame.reindex(columns=columns).reset_index(drop=True)
 
 
-# ---------------------------------------------------------------- findings
-
-def _ours(table: pd.DataFrame, protocol: str, key: str, level: str = "segment") -> pd.Series | None:
-    hit = table[(table["protocol"] == protocol) & (table["key"] == key) & (table["level"] == level)
-                & (table["source"] == OUR_SOURCE)]
-    return None if hit.empty else hit.iloc[0]
-
-
-def _pct(row: pd.Series) -> str:
-    return f"{row['accuracy']:.1f} % [{row['accuracy_ci_low']:.1f}, {row['accuracy_ci_high']:.1f}]"
+def _with_interval(row: pd.Series, metric: str) -> str:
+    low, high = row.get(f"{metric}_ci_low"), row.get(f"{metric}_ci_high")
+    if pd.isna(row.get(metric)):
+        return ""
+    if pd.isna(low) or pd.isna(high):
+        return f"{row[metric]:.1f}"
+    return f"{row[metric]:.1f} [{low:.1f}, {high:.1f}]"
 
 
-def _protocol_effect(ours: pd.DataFrame, other: str) -> str | None:
-    gaps = []
-    for key, name in dict(zip(ours["key"], ours["method"])).items():
-        a, b = _ours(ours, "paper", key), _ours(ours, other, key)
-        if a is not None and b is not None:
-            gaps.append((name, a, b, a["accuracy"] - b["accuracy"]))
-    if not gaps:
-        return None
-    mean_gap = float(np.mean([g[3] for g in gaps]))
-    detail = "; ".join(f"{m}: {_pct(a)} vs {_pct(b)}" for m, a, b, _ in gaps)
-    verdict = "inflated by the leak" if mean_gap > 0 else "no inflation on these data"
-    return (f"Against the `{other}` protocol, the paper's segment-level split changes test accuracy by "
-            f"{mean_gap:+.1f} points on average over the {len(gaps)} methods ({verdict}; {detail}).")
-
-
-def _within_protocol(ours: pd.DataFrame, protocol: str) -> str:
-    seg = ours[(ours["protocol"] == protocol) & (ours["level"] == "segment")]
-    best = seg.loc[seg["accuracy"].idxmax()]
-    sentence = f"Under `{protocol}`, the best segment-level accuracy is {best['method']}'s, {_pct(best)}"
-    hybrid, e2e = _ours(ours, protocol, "hybrid_grid"), _ours(ours, protocol, "end_to_end")
-    if hybrid is not None and e2e is not None:
-        paper_gap = REGISTRY["hybrid_grid"].paper["accuracy"] - REGISTRY["end_to_end"].paper["accuracy"]
-        sentence += (f"; the Grid-Search hybrid's accuracy minus the end-to-end model's is "
-                     f"{hybrid['accuracy'] - e2e['accuracy']:+.1f} points (the paper's: {paper_gap:+.1f})")
-    for search in ("grid", "random"):
-        selected, retrained = _ours(ours, protocol, f"hybrid_{search}"), _ours(ours, protocol, f"retrained_{search}")
-        if selected is not None and retrained is not None:
-            sentence += (f"; retraining the {search.title()} Search winner with another seed moves test accuracy "
-                         f"by {retrained['accuracy'] - selected['accuracy']:+.1f} points, a retrain's own noise")
-    track = ours[(ours["protocol"] == protocol) & (ours["level"] == "track")]
-    if not track.empty:
-        gain = track["accuracy"].to_numpy().mean() - seg["accuracy"].to_numpy().mean()
-        sentence += f"; voting over a track's segments changes accuracy by {gain:+.1f} points on average"
-    return sentence + "."
-
-
-def findings(table: pd.DataFrame, *, synthetic: bool) -> str:
-    """A short paragraph of what Table 7 says, generated from its numbers (accuracies in percent,
-    95 % bootstrap intervals in brackets)."""
-    ours = table[table["source"] == OUR_SOURCE]
-    if ours.empty:
-        raise ValueError("the table has no rows of ours")
-    protocols = list(dict.fromkeys(ours["protocol"]))
-    parts = []
-    if synthetic:
-        parts.append("On the SYNTHETIC demo data (these numbers say nothing about GTZAN or the paper).")
-    if "paper" in protocols:
-        parts += [s for s in (_protocol_effect(ours, p) for p in protocols if p != "paper") if s]
-    parts += [_within_protocol(ours, p) for p in protocols]
-    widths = (ours.loc[ours["level"] == "segment", "accuracy_ci_high"]
-              - ours.loc[ours["level"] == "segment", "accuracy_ci_low"]).to_numpy()
-    parts.append(f"The 95 % intervals of segment-level accuracy are {np.nanmin(widths):.1f}–{np.nanmax(widths):.1f} "
-                 "points wide (bootstrap over test tracks); differences smaller than that are not resolved by "
-                 "this test set.")
-    return " ".join(parts)
+def compact(table: pd.DataFrame, protocol: str) -> pd.DataFrame:
+    """Table 7 of one protocol as the paper printed it: one row per method (ours, then the paper's
+    when it has one), segment-level accuracy, precision, recall, F1 (weighted) and macro F1, each
+    ``81.2 [78.1, 84.0]``, and track-level accuracy in one more column."""
+    part = table[table["protocol"] == protocol]
+    if part.empty:
+        raise ValueError(f"Table 7 has no rows for protocol {protocol!r}")
+    segment = part[part["level"] == "segment"]
+    track = part[(part["level"] == "track") & (part["source"] == OUR_SOURCE)].set_index("key")
+    rows = []
+    for _, row in segment.iterrows():
+        ours = row["source"] == OUR_SOURCE
+        rows.append({"method": row["method"], "source": "ours" if ours else "paper",
+                     **{name: _with_interval(row, metric) for name, metric in
+                        (("accuracy", "accuracy"), ("precision", "precision_weighted"),
+                         ("recall", "recall_weighted"), ("F1", "f1_weighted"), ("macro F1", "f1_macro"))},
+                     "track accuracy": _with_interval(track.loc[row["key"]], "accuracy")
+                     if ours and row["key"] in track.index else ""})
+    return pd.DataFrame(rows)

@@ -39,3 +39,19 @@ def plot_learning_curve(curve: pd.DataFrame, *, ax=None, title: str = "LightGBM 
     ax.grid(alpha=0.3)
     ax.legend()
     return fig
+
+
+def plot_grid_vs_random_per_seed(per_seed: pd.DataFrame, *, metric: str = "test_accuracy") -> plt.Figure:
+    """Grid and Random Search's winners per seed as paired points joined by a line (same seed, same data)."""
+    wide = per_seed.pivot(index="seed", columns="method", values=metric) * 100
+    fig, ax = plt.subplots(figsize=(4.6, 4.0))
+    for seed, row in wide.iterrows():
+        ax.plot([0, 1], [row["grid"], row["random"]], "-o", color="grey", alpha=0.7)
+        ax.annotate(f"seed {seed}", (1.03, row["random"]), fontsize=7, va="center")
+    ax.set_xticks([0, 1], ["Grid", "Random"])
+    ax.set_xlim(-0.3, 1.4)
+    ax.set_ylabel(f"{metric.replace('_', ' ')} (%)")
+    ax.set_title("Grid vs Random Search, paired by seed")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig
