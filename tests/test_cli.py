@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -48,7 +49,7 @@ def files(tmp_path_factory):
     garbage = base / "garbage.wav"
     garbage.write_text("not audio at all")
     bad = {write_audio(base / "short.wav", seconds=0.5): "shorter than one 1 s segment",
-           garbage: "cannot decode", base / "missing.flac": "file not found"}
+           garbage: "not a .wav file", base / "missing.flac": "file not found"}
     text_model = base / "model.txt"
     text_model.write_text("no model here")
     return {"e2e": e2e, "hybrid": hybrid, "plain": plain, "text_model": text_model, "good": good, "bad": bad,
@@ -150,3 +151,49 @@ def test_installed_console_script(files):
     # refused before Keras is even imported: exactly one line, no start-up chatter
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("genrestudy predict: not a genrestudy model: "), lines
+
+
+def test_a_directory_or_a_named_pipe_says_what_it_is(capsys, files, tmp_path):
+    pipe = tmp_path / "pipe.wav"
+    os.mkfifo(pipe)  # never opened: reading it would wait for a writer forever
+    folder = tmp_path / "folder.wav"
+    folder.mkdir()
+    good = next(iter(files["good"]))
+    code, out, err = run(capsys, ["predict", folder, pipe, good, "--model", files["e2e"], "--json"])
+    assert code == cli.EXIT_FILE_FAILED and [json.loads(line)["path"] for line in out] == [str(good)]
+    errors = [line for line in err if not line.startswith("genrestudy predict: warning")]
+    assert errors == [f"genrestudy predict: {folder}: is a directory",
+                      f"genrestudy predict: {pipe}: is not a regular file (a named pipe)"]
+    code, out, err = run(capsys, ["predict", good, "--model", tmp_path])
+    assert code == cli.EXIT_NO_MODEL and err == [f"genrestudy predict: not a genrestudy model: {tmp_path} "
+                                                 "(is a directory)"]
+
+
+def test_a_file_name_with_a_newline_keeps_one_line(capsys, files, tmp_path):
+    odd = tmp_path / "two\nlines.wav"
+    odd.write_bytes(Path(next(iter(files["good"]))).read_bytes())
+    missing = tmp_path / "gone\n.wav"
+    code, out, err = run(capsys, ["predict", odd, missing, "--model", files["e2e"]])
+    assert code == cli.EXIT_FILE_FAILED and len(out) == 1
+    assert out[0].startswith(repr(str(odd)) + ": ") and LINE.match(out[0])
+    errors = [line for line in err if not line.startswith("genrestudy predict: warning")]
+    assert errors == [f"genrestudy predict: {str(missing)!r}: file not found"]
+    code, out, _ = run(capsys, ["predict", odd, "--model", files["e2e"], "--json"])
+    assert json.loads(out[0])["path"] == str(odd)  # JSON escapes it its own way
+    code, _, err = run(capsys, ["predict", odd, "--model", tmp_path / "no\nmodel.keras"])
+    assert code == cli.EXIT_NO_MODEL and len(err) == 1 and repr(str(tmp_path / "no\nmodel.keras")) in err[0]
+
+
+def _numba_cache_dir(env: dict) -> str:
+    script = "import os, genrestudy; print(os.environ.get('NUMBA_CACHE_DIR', ''))"
+    env = {k: v for k, v in {**os.environ, **env}.items() if v is not None}
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120,
+                          check=True).stdout.strip()
+
+
+def test_numba_caches_into_a_writable_folder_of_the_studys_own(tmp_path, unwritable_dir):
+    folder = _numba_cache_dir({"NUMBA_CACHE_DIR": None, "GENRESTUDY_CACHE": str(tmp_path / "cache")})
+    assert folder == str(tmp_path / "cache" / "numba") and os.access(folder, os.W_OK)
+    fallback = _numba_cache_dir({"NUMBA_CACHE_DIR": None, "GENRESTUDY_CACHE": str(unwritable_dir / "cache")})
+    assert fallback and not fallback.startswith(str(unwritable_dir)) and os.access(fallback, os.W_OK)
+    assert _numba_cache_dir({"NUMBA_CACHE_DIR": str(tmp_path / "mine")}) == str(tmp_path / "mine")

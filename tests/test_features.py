@@ -390,3 +390,14 @@ def test_projection_figure(tmp_path):
     fig = plots.plot_feature_projection(fs)
     assert len(fig.axes[0].collections) == 3
     assert "ResNet50" in fig.axes[0].get_title()
+
+
+@pytest.mark.parametrize("label", ["NA", "None", "null", "nan"])
+def test_a_genre_named_like_a_missing_value_reads_back_as_its_name(tmp_path, label):
+    cache.save_array(tmp_path / "features.npy", np.zeros((2, 4), np.float32))
+    pd.DataFrame({"segment_id": [0, 1], "track_id": ["NA.00000", "rock.00000"], "label": [label, "rock"],
+                  "path": ["a.wav", "b.wav"]}).to_csv(tmp_path / "segments.csv", index=False)
+    cache.finish(tmp_path, {})
+    fs = features.open_feature_set(tmp_path)
+    assert fs.segments["label"].tolist() == [label, "rock"] and fs.segments["track_id"][0] == "NA.00000"
+    assert sorted(fs.classes) == sorted([label, "rock"])

@@ -68,3 +68,44 @@ def test_documented_country_row_reads_back_exactly(tmp_path):
     assert fs.segments.loc[0, "track_id"] == "country.00000" and fs.segments.loc[0, "length"] == 663300
     np.testing.assert_allclose(fs.features[0], [0.3840266764163971, 0.248418390750885, 86.1328125,
                                                 -23.06695556640625], rtol=1e-7)
+
+
+def test_a_saved_pandas_index_never_becomes_a_feature(tmp_path, caplog):
+    names = [f"{g}.0000{t}.wav" for g in ("blues", "rock") for t in range(3)]
+    frame = write_table(tmp_path / "plain.csv", names, [n.split(".")[0] for n in names])
+    frame.to_csv(tmp_path / "indexed.csv")  # pandas' default: the row number as "Unnamed: 0"
+    frame.insert(1, "row", range(1, len(frame) + 1))  # an R-style 1..n row number under another name
+    frame.to_csv(tmp_path / "numbered.csv", index=False)
+    for table in ("indexed.csv", "numbered.csv"):
+        with caplog.at_level("WARNING", logger="genrestudy.kaggle_tables"):
+            fs = read_kaggle_features(tmp_path / table)
+        assert fs.meta["feature_columns"] == ["mfcc1_mean", "mfcc2_mean", "mfcc3_mean"], table
+        assert fs.features.shape == (6, 3) and "dropped index column(s)" in caplog.text
+        caplog.clear()
+
+
+@pytest.mark.parametrize("content, cause", [
+    (b"", "empty file"),
+    ("filename,length,mfcc1_mean,label\nblues.00000.wav,1,0.5,blues\n".encode("utf-16"), "not UTF-8 text"),
+    ("filename,length,mfcc1_mean,label\nblues.00000.wav,1,0.5,bl\u00e9s\n".encode("latin-1"), "not UTF-8 text"),
+    (b"filename,length,mfcc1_mean,label\nblues.00000.wav,1,0.5,blues\nblues.00001.wav,1,0.5,0.7,blues\n",
+     "not a well-formed CSV table"),
+], ids=["empty", "utf16", "latin1", "ragged"])
+def test_an_unreadable_table_gives_one_line_naming_the_file(tmp_path, content, cause):
+    path = tmp_path / "features_30_sec.csv"
+    path.write_bytes(content)
+    with pytest.raises(ValueError) as info:
+        read_kaggle_features(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: {cause}") and "\n" not in message, message
+
+
+def test_mixed_granularities_and_two_labels_for_a_track_are_refused(tmp_path):
+    write_table(tmp_path / "mixed.csv", ["blues.00000.wav", "blues.00001.0.wav", "blues.00001.1.wav"], ["blues"] * 3)
+    with pytest.raises(ValueError, match=r"^mixed.csv: mixes whole-track rows \(blues.00000.wav\) with 3 s segment "
+                                         r"rows \(blues.00001.0.wav\)"):
+        read_kaggle_features(tmp_path / "mixed.csv")
+    write_table(tmp_path / "torn.csv", ["blues.00000.0.wav", "blues.00000.1.wav", "rock.00000.0.wav"],
+                ["blues", "jazz", "rock"])
+    with pytest.raises(ValueError, match=r"^torn.csv: track blues.00000 has rows labelled \['blues', 'jazz'\]"):
+        read_kaggle_features(tmp_path / "torn.csv")

@@ -1,10 +1,46 @@
 """genrestudy: music genre classification study (ResNet-50 features + LightGBM vs end-to-end)."""
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 from importlib import metadata
 
 __version__ = "0.1.0"
+
+
+def _writable_folder(folder: str) -> bool:
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False
+
+
+def _set_numba_cache() -> None:
+    """Point numba's cache (librosa's compiled functions) at a folder of the study's own.
+
+    By default numba writes next to the installed librosa, and a user who cannot write there
+    gets a 50-line traceback ending in "cannot cache function". This runs before anything
+    imports librosa (numba reads the variable once, at import); a value the user set is kept.
+    """
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        return
+    from .paths import cache_dir
+
+    try:
+        candidates = [str(cache_dir() / "numba")]
+    except (OSError, RuntimeError):  # an unresolvable GENRESTUDY_CACHE or home folder
+        candidates = []
+    user = os.getuid() if hasattr(os, "getuid") else "user"  # one folder per user: another's is not writable
+    candidates.append(os.path.join(tempfile.gettempdir(), f"genrestudy-numba-{user}"))
+    folder = next((c for c in candidates if _writable_folder(c)), None)
+    if folder is not None:
+        os.environ["NUMBA_CACHE_DIR"] = folder
+
+
+_set_numba_cache()
 
 #: minimum versions the study is written for (pyproject.toml installs them)
 REQUIRED = {"numpy": "1.26", "pandas": "2.1", "scikit-learn": "1.4", "librosa": "0.10",

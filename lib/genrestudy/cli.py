@@ -3,7 +3,9 @@
 ``genrestudy predict PATH... [--model MODEL] [--json] [--top K]`` prints each file's most
 probable genres (mean of its segments' probabilities), one line per file; with ``--json``
 one JSON object per line and file: ``{"path", "genre", "probabilities", "segments"}``.
-A file that cannot be predicted gets one line on stderr and the others go on.
+A file that cannot be predicted gets one line on stderr and the others go on. A file name
+holding a newline or other unprintable character is shown quoted and escaped (``repr``), so
+every file keeps one line; ``--json`` escapes it the JSON way.
 
 Exit status: 0 every file predicted; 1 some file failed; 2 no model to predict with
 (missing, not a genrestudy model) or a usage error.
@@ -68,6 +70,22 @@ def _fail(message: str) -> None:
     print(f"genrestudy predict: {message}", file=sys.stderr, flush=True)
 
 
+def _shown(path) -> str:
+    """``path`` as printed on a line of text output: quoted and escaped (``repr``) when it holds a
+    newline or another unprintable character that would split or garble the line."""
+    text = str(path)
+    return text if text.isprintable() else repr(text)
+
+
+def _model_message(exc: Exception, model) -> str:
+    """One line for a model that cannot be loaded, its path escaped as in :func:`_shown`."""
+    message = str(exc)
+    if model is not None:
+        for form in {str(model), os.path.expanduser(str(model))}:
+            message = message.replace(form, _shown(form))
+    return message.splitlines()[0] if message else type(exc).__name__
+
+
 def _predict(args) -> int:
     from . import predict
 
@@ -78,8 +96,8 @@ def _predict(args) -> int:
         # load_model reads the file's header before it imports Keras: a wrong --model fails at once
         with _native_stderr_hidden(not args.verbose):
             model = predict.load_model(args.model)
-    except (FileNotFoundError, ValueError) as exc:  # ModelFileError is a ValueError
-        _fail(str(exc).splitlines()[0])
+    except (OSError, ValueError) as exc:  # ModelFileError is a ValueError
+        _fail(_model_message(exc, args.model))
         return EXIT_NO_MODEL
     if model.synthetic:
         _fail(f"warning: {model.describe()}")
@@ -87,13 +105,13 @@ def _predict(args) -> int:
     for result in predict.predict_files(args.paths, model, progress=sys.stderr.isatty() and len(args.paths) > 1):
         if not result.ok:
             failed += 1
-            _fail(f"{result.path}: {result.error}")
+            _fail(f"{_shown(result.path)}: {result.error}")
             continue
         if args.json:
             print(json.dumps(result.to_dict()), flush=True)
         else:
             top = ", ".join(f"{genre} {p:.3f}" for genre, p in result.top(args.top))
-            print(f"{result.path}: {top} ({result.segments} segments)", flush=True)
+            print(f"{_shown(result.path)}: {top} ({result.segments} segments)", flush=True)
     return EXIT_FILE_FAILED if failed else EXIT_OK
 
 

@@ -70,12 +70,14 @@ class FeatureSet(LabelledSegments):
 
 def open_feature_set(root: Path) -> FeatureSet:
     """Open a complete feature cache entry (features memory-mapped read-only)."""
+    from .segments import read_segments
+
     root = Path(root)
     if not cache.is_complete(root):
         raise cache.CacheError(f"{root} is not a complete feature cache (no {cache.META_FILE}); run extract_features")
     meta = cache.read_meta(root)
     features = np.load(root / "features.npy", mmap_mode="r")
-    segments = pd.read_csv(root / "segments.csv", dtype={"track_id": str, "label": str, "path": str})
+    segments = read_segments(root / "segments.csv")  # a genre named NA or None stays a label
     if len(segments) != features.shape[0]:
         raise cache.CacheError(f"{root}: {len(segments)} segment rows but {features.shape[0]} feature rows; "
                                "delete it to rebuild")

@@ -6,9 +6,17 @@ The Kaggle GTZAN companion tables ``features_30_sec.csv`` (one row per track) an
 ``blues.00000.wav`` → ``blues.00000`` (segment 0), ``blues.00000.3.wav`` → ``blues.00000``
 (segment 3). ``length`` (the clip's number of samples) describes the file, not its sound, so
 it is kept in ``segments`` and left out of the features.
+
+A table saved with pandas' default index has an extra ``Unnamed: 0`` column holding the row
+number; the Kaggle tables are sorted by genre, so that column would give the label away. Such
+index columns (``Unnamed: N``, or integers counting the rows) are dropped, with a logged note.
+A table mixing whole-track rows and segment rows, or giving one track two labels, is refused:
+the two kinds of rows describe different spans of sound (and segment 0 of one would collide
+with the other), and which of two labels is right cannot be guessed.
 """
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 
@@ -18,6 +26,7 @@ import pandas as pd
 from . import cache
 from .features import FeatureSet
 
+log = logging.getLogger(__name__)
 REQUIRED_COLUMNS = ("filename", "label")
 #: columns that describe the file rather than its content
 NON_FEATURE_COLUMNS = ("filename", "length", "label")
@@ -60,7 +69,7 @@ def read_kaggle_features(path) -> FeatureSet:
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"features table {path} not found (expected a Kaggle GTZAN features CSV)")
-    table = pd.read_csv(path)
+    table = _drop_index_columns(_read_table(path), path.name)
     missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
     if missing:
         raise ValueError(f"{path.name}: missing column(s) {missing}; expected filename,length,<features>,label, "
@@ -81,7 +90,7 @@ def read_kaggle_features(path) -> FeatureSet:
     duplicated = table["filename"][table["filename"].duplicated()]
     if len(duplicated):
         raise ValueError(f"{path.name}: file name(s) {duplicated.head(3).tolist()} appear on more than one row")
-    parsed = [parse_filename(name) for name in table["filename"]]
+    parsed = _parse_rows(table, path.name)
     segments = pd.DataFrame({
         "segment_id": np.arange(len(table)),
         "track_id": [track for track, _ in parsed],
@@ -97,3 +106,51 @@ def read_kaggle_features(path) -> FeatureSet:
     meta = {"source": str(path.resolve()), "sha256": cache.file_sha256(path),
             "format": "kaggle_gtzan_csv", "feature_columns": feature_columns, "synthetic": False}
     return FeatureSet(root=None, features=features, segments=segments, meta=meta)
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    """The CSV at ``path``; what pandas cannot read is refused in one line naming the file."""
+    try:
+        return pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{path}: empty file, expected a Kaggle GTZAN features CSV "
+                         "(a header line filename,length,<features>,label, then rows)") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}; "
+                         "UTF-16 or Latin-1?); save it as UTF-8 CSV") from None
+    except pd.errors.ParserError as exc:
+        cause = str(exc).strip().splitlines()[0].replace("Error tokenizing data. C error: ", "")
+        raise ValueError(f"{path}: not a well-formed CSV table (rows of unequal length?): {cause}") from None
+
+
+def _drop_index_columns(table: pd.DataFrame, name: str) -> pd.DataFrame:
+    """``table`` without columns that number the rows (a saved pandas or R index), with a note."""
+    rows = len(table)
+    counting = [np.arange(rows), np.arange(1, rows + 1)]
+    index_like = [c for c in table.columns if re.fullmatch(r"Unnamed: \d+", str(c)) or (
+        rows >= 3 and c not in NON_FEATURE_COLUMNS and pd.api.types.is_integer_dtype(table[c])
+        and any(np.array_equal(table[c].to_numpy(), count) for count in counting))]
+    if index_like:
+        log.warning("%s: dropped index column(s) %s (row numbers, not features: the rows are sorted by genre, "
+                    "so they would give the label away)", name, index_like)
+    return table.drop(columns=index_like)
+
+
+def _parse_rows(table: pd.DataFrame, name: str) -> list[tuple[str, int]]:
+    """``(track, segment)`` of every row; a table mixing whole tracks and segments, or giving one
+    track two labels, is refused."""
+    parsed = [parse_filename(filename) for filename in table["filename"]]
+    has_segment = np.array([_FILENAME.match(str(f).strip())["segment"] is not None for f in table["filename"]])
+    if has_segment.any() and not has_segment.all():
+        whole = table["filename"][~has_segment].iloc[0]
+        part = table["filename"][has_segment].iloc[0]
+        raise ValueError(f"{name}: mixes whole-track rows ({whole}) with 3 s segment rows ({part}); a table holds "
+                         "one or the other (features_30_sec.csv or features_3_sec.csv)")
+    labels = pd.DataFrame({"track": [track for track, _ in parsed], "label": table["label"].astype(str).to_numpy()})
+    per_track = labels.groupby("track")["label"].unique()
+    torn = per_track[per_track.map(len) > 1]
+    if len(torn):
+        track = torn.index[0]
+        raise ValueError(f"{name}: track {track} has rows labelled {sorted(torn.iloc[0])}; a track has one "
+                         f"genre ({len(torn)} track(s) like this)")
+    return parsed

@@ -27,14 +27,23 @@ its own further required fields when it is registered (:func:`register_kind`), a
   network the booster was trained on. ``precision`` is the arithmetic of the features.
   :mod:`genrestudy.predict` writes and reads it.
 
+Every other entry of the archive (the payload) has its SHA-256 in the header's
+``payload_sha256`` (``{"booster.txt": "sha256:<hex>", ...}``, added by :func:`attach_header`
+and :func:`write_model_archive`), checked by :func:`check_payload` before anything parses it:
+a damaged payload must never reach a native parser (LightGBM's aborts the process on a
+truncated booster). Files written before the hashes have none and are read as they are.
+
 A file without that entry (a plain ``.keras`` model, anything else), or a truncated or
 damaged one, is refused with one line: "not a genrestudy model: ...". Keras is imported only
 to save or load a Keras model, so a header is read and checked without it.
 """
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import logging
+import re
 import zipfile
 from pathlib import Path
 from typing import Iterable
@@ -51,8 +60,38 @@ DEFAULT_MODEL_NAME = "resnet50_end_to_end.keras"
 #: fields every kind's header holds
 COMMON_FIELDS = ("classes", "image_params", "synthetic")
 _BACKBONE_FIELDS = ("backbone", "input_size", "weights")
+#: the header field holding the SHA-256 of every payload entry
+PAYLOAD_FIELD = "payload_sha256"
 # kind -> the further fields its header must hold; a method module adds its kind with register_kind
 _KINDS: dict[str, tuple[str, ...]] = {}
+_SHA256 = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_hash_table(value) -> bool:
+    return isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) and _SHA256.match(v)
+                                           for k, v in value.items())
+
+
+# header field -> (check, what was expected): a wrong type is refused here, not met later as
+# "invalid literal for int()" deep in the loader
+_FIELD_TYPES = {
+    "synthetic": (lambda v: isinstance(v, bool), "true or false"),
+    "backbone": (lambda v: isinstance(v, str), "a backbone name (text)"),
+    "input_size": (lambda v: _is_int(v) and v >= 8, "an integer of at least 8"),
+    "weights": (lambda v: isinstance(v, str), "text (imagenet, sha256:<hex> or random-init-seed<N>)"),
+    "weights_source": (lambda v: v is None or isinstance(v, str), "a file path or null"),
+    "seed": (lambda v: _is_int(v) and v >= 0, "a non-negative integer"),
+    "precision": (lambda v: isinstance(v, str), "text (float32, bfloat16 or float16)"),
+    "backbone_fingerprint": (lambda v: isinstance(v, str), "text (sha256:<hex>)"),
+    "num_iteration": (lambda v: _is_int(v) and v >= 0, "a non-negative integer"),
+    "image_params": (lambda v: isinstance(v, dict), "an object of image parameters"),
+    "training": (lambda v: isinstance(v, dict), "an object"),
+    PAYLOAD_FIELD: (_is_hash_table, 'an object of entry names to "sha256:<64 hex digits>"'),
+}
 
 
 class ModelFileError(ValueError):
@@ -144,31 +183,115 @@ def check_header(header, path, *, kind: str | None = None) -> dict:
     version = header.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
         refuse(f"format version {version!r}; this genrestudy reads versions up to {FORMAT_VERSION}")
-    if header.get("kind") not in _KINDS or (kind is not None and header["kind"] != kind):
+    found = header.get("kind")
+    if not isinstance(found, str) or found not in _KINDS or (kind is not None and found != kind):
         refuse(f"kind {header.get('kind')!r}, expected {kind or ' or '.join(_KINDS)}")
     required = COMMON_FIELDS + _KINDS[header["kind"]]
     missing = [k for k in required if k not in header]
     if missing:
         refuse(f"header lacks {', '.join(missing)}")
     classes = header["classes"]
-    if (not isinstance(classes, list) or len(classes) < 2 or len(set(classes)) != len(classes)
-            or not all(isinstance(c, str) for c in classes)):
-        refuse(f"classes must be two or more distinct names, got {classes!r}")
-    try:
-        ImageParams(**header["image_params"])
-    except (TypeError, ValueError) as exc:
-        refuse(f"bad image parameters: {exc}")
+    if (not isinstance(classes, list) or not all(isinstance(c, str) for c in classes) or len(classes) < 2
+            or len(set(classes)) != len(classes)):
+        refuse(f"classes must be two or more distinct names, got {str(classes)[:80]}")
+    for name, (ok, expected) in _FIELD_TYPES.items():
+        if name in header and not ok(header[name]):
+            refuse(f"header field {name!r} must be {expected}, got {json.dumps(header[name], default=str)[:60]}")
+    reason = _image_params_problem(header["image_params"])
+    if reason:
+        refuse(f"bad image parameters: {reason}")
     if "backbone" in required and header["backbone"] not in backbones.BACKBONES:
         refuse(f"unknown backbone {header['backbone']!r}")
     return header
 
 
+def _image_params_problem(params: dict) -> str | None:
+    """Why ``params`` are not :class:`ImageParams` (wrong names, types or values), or None."""
+    expected = {f.name: f.type for f in dataclasses.fields(ImageParams)}
+    unknown = sorted(set(params) - set(expected))
+    if unknown:
+        return f"unknown field(s) {', '.join(map(str, unknown))}"
+    for name, value in params.items():
+        kind = str(expected[name])
+        number = _is_int(value) if kind == "int" else isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not (number or (value is None and "None" in kind)):
+            return f"{name} must be {'an integer' if kind == 'int' else 'a number'}, got {json.dumps(value)[:40]}"
+    try:
+        ImageParams(**params)
+    except (TypeError, ValueError) as exc:
+        return str(exc)
+    return None
+
+
+def _sha256(archive: zipfile.ZipFile, entry: str) -> str:
+    digest = hashlib.sha256()
+    with archive.open(entry) as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return "sha256:" + digest.hexdigest()
+
+
+def _write_header(archive: zipfile.ZipFile, header: dict) -> None:
+    """Write ``header`` with the SHA-256 of every entry already in ``archive``."""
+    if HEADER_ENTRY in archive.namelist():
+        raise ValueError(f"{archive.filename} already has a {HEADER_ENTRY}")
+    hashes = {entry: _sha256(archive, entry) for entry in archive.namelist() if not entry.endswith("/")}
+    archive.writestr(HEADER_ENTRY, json.dumps({**header, PAYLOAD_FIELD: hashes}, indent=2, sort_keys=True,
+                                              default=str))
+
+
 def attach_header(zip_path, header: dict) -> None:
-    """Add ``genrestudy.json`` to the zip archive ``zip_path`` (a freshly written ``.keras``)."""
+    """Add ``genrestudy.json`` (with the payload's hashes) to ``zip_path`` (a freshly written ``.keras``)."""
     with zipfile.ZipFile(zip_path, "a", compression=zipfile.ZIP_DEFLATED) as archive:
-        if HEADER_ENTRY in archive.namelist():
-            raise ValueError(f"{zip_path} already has a {HEADER_ENTRY}")
-        archive.writestr(HEADER_ENTRY, json.dumps(header, indent=2, sort_keys=True, default=str))
+        _write_header(archive, header)
+
+
+def write_model_archive(path, header: dict, entries: dict[str, bytes]) -> None:
+    """Write a model file: ``entries`` (name → bytes) and the header recording their SHA-256.
+
+    Any kind whose payload is not a Keras archive (the hybrid's booster, a KNN's arrays, ...)
+    is written with this, so :func:`check_payload` and :func:`read_payload` protect it.
+    ``path`` is written directly: pass a temporary path and move it into place.
+    """
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+        _write_header(archive, header)
+
+
+def check_payload(path, header: dict) -> None:
+    """Refuse (:class:`ModelFileError`) a file whose payload differs from the hashes in its header.
+
+    Every entry besides the header must be listed with a matching SHA-256; a file written
+    before the hashes (no ``payload_sha256``) passes unchecked.
+    """
+    expected = header.get(PAYLOAD_FIELD)
+    if expected is None:
+        return
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = [n for n in archive.namelist() if n != HEADER_ENTRY and not n.endswith("/")]
+            for entry in sorted(set(names) | set(expected)):
+                if entry not in expected or entry not in names:
+                    reason = "not recorded in its header" if entry not in expected else "missing"
+                    raise ModelFileError(f"not a genrestudy model: {path} (entry {entry} is {reason}: altered)")
+                if _sha256(archive, entry) != expected[entry]:
+                    raise ModelFileError(f"not a genrestudy model: {path} ({entry} does not match the SHA-256 "
+                                         "recorded when it was saved: damaged or altered)")
+    except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, NotImplementedError) as exc:
+        raise ModelFileError(f"not a genrestudy model: {path} (unreadable: {str(exc)[:160]})") from None
+
+
+def read_payload(path, header: dict, entry: str) -> bytes:
+    """The bytes of ``entry`` of a model file, checked against the header's SHA-256 when it has one."""
+    check_payload(path, header)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.read(entry)
+    except KeyError:
+        raise ModelFileError(f"not a genrestudy model: {path} (no readable {entry}: not in the archive)") from None
+    except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, NotImplementedError) as exc:
+        raise ModelFileError(f"not a genrestudy model: {path} (unreadable {entry}: {str(exc)[:160]})") from None
 
 
 def read_header(path) -> dict:
@@ -192,7 +315,7 @@ def read_header(path) -> dict:
                 what = "a Keras model without" if "config.json" in archive.namelist() else "a zip archive without"
                 raise ModelFileError(f"not a genrestudy model: {path} ({what} genrestudy's {HEADER_ENTRY})")
             header = json.loads(archive.read(HEADER_ENTRY))
-    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, RecursionError, RuntimeError) as exc:
         if isinstance(exc, ModelFileError):
             raise
         raise ModelFileError(f"not a genrestudy model: {path} (unreadable: {str(exc)[:160]})") from None
@@ -245,6 +368,7 @@ def load_keras_model(path, *, kind: str | None = "end-to-end") -> tuple[object, 
     meta = read_header(path)
     if kind is not None and meta["kind"] != kind:
         raise ModelFileError(f"{path} is a {meta['kind']} model, not {kind}")
+    check_payload(path, meta)
     try:
         model = keras.models.load_model(path, compile=False)
     except Exception as exc:  # Keras reports a damaged archive in many exception types
