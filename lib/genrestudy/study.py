@@ -207,6 +207,17 @@ def image_set(inputs: StudyInputs, *, n_jobs: int = -1):
                            n_jobs=n_jobs)
 
 
+def signal_set(inputs: StudyInputs, *, n_jobs: int = -1):
+    """The decoded segments of the inputs' data set (the one decode per clip every feature set shares),
+    segmented as the inputs' images are; built or taken from the cache."""
+    from .images import ImageParams
+    from .signals import build_signal_set
+
+    found = source(inputs)
+    return build_signal_set(scan(found), ImageParams(**inputs.image_params()).segment_params,
+                            synthetic=found.synthetic, n_jobs=n_jobs)
+
+
 def feature_set(inputs: StudyInputs, images=None, *, progress: bool = True):
     """The frozen backbone's features of the inputs' images (notebook 02's product), built or cached."""
     from .features import extract_features

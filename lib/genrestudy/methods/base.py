@@ -23,8 +23,9 @@ from typing import ClassVar
 
 import numpy as np
 
-#: the study inputs a method can need: the mel images, or the frozen backbone's features of them
-INPUTS = ("images", "features")
+#: the study inputs a method can need: the mel images, the frozen backbone's features of them, or the
+#: handcrafted spectral features of the same segments (:mod:`genrestudy.spectral`)
+INPUTS = ("images", "features", "spectral")
 
 #: registered methods by key, in registration order (Table 7's row order)
 REGISTRY: dict[str, type["Method"]] = {}
@@ -43,12 +44,17 @@ class StudyData:
     feature_set : genrestudy.features.FeatureSet, optional
         The backbone's features of ``image_set``'s images (row for row); extracted on first
         use when not given.
+    spectral_set : genrestudy.signals.SegmentFeatures, optional
+        The spectral features of the same segments (row for row, checked); computed from the
+        signal cache on first use when not given.
     """
 
     inputs: object
     image_set: object
     feature_set: object = None
     _features: np.ndarray | None = field(default=None, repr=False)
+    spectral_set: object = None
+    _spectral: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def classes(self) -> list[str]:
@@ -87,7 +93,24 @@ class StudyData:
         if "features" in needs:
             self.features()
             keys["features"] = self.feature_set.root.name
+        if "spectral" in needs:
+            self.spectral()
+            keys["spectral"] = self.spectral_set.key
         return keys
+
+    def spectral(self) -> np.ndarray:
+        """The spectral features of every image's segment (computed, or read from their cache, on first use)."""
+        from ..spectral import check_aligned
+
+        if self.spectral_set is None:
+            from ..spectral import spectral_features, study_params
+            from ..study import signal_set
+
+            self.spectral_set = spectral_features(signal_set(self.inputs), study_params(self.inputs))
+        if self._spectral is None:
+            check_aligned(self.spectral_set.segments, self.image_set.segments)
+            self._spectral = np.asarray(self.spectral_set.values)
+        return self._spectral
 
     def part(self, split, name: str) -> "Part":
         """The rows of ``split`` (``train``/``valid``/``test`` per image) named ``name``."""

@@ -8,3 +8,6 @@ from .lightgbm import plot_learning_curve, plot_search_trace  # noqa: F401
 from .efficiency import plot_efficiency  # noqa: F401
 from .networks import plot_sample_grid, plot_training_curves  # noqa: F401
 from .features import plot_feature_projection  # noqa: F401
+from .lightgbm import plot_grid_vs_random_per_seed  # noqa: F401
+from .results import plot_forest, plot_protocol_effect  # noqa: F401
+from .knn import plot_accuracy_vs_k, plot_ga_fitness  # noqa: F401
