@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import abc
 import hashlib
-import json
-import zipfile
+import os
+import stat
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -28,9 +28,10 @@ import numpy as np
 
 from . import backbones, cache, device, features
 from .audio import AudioError, load_audio
+from .boosterfile import BoosterTextError, check_booster_text
 from .images import ImageParams, mel_images
-from .modelfile import (HEADER_ENTRY, ModelFileError, default_model_path, load_keras_model, model_destination,
-                        model_header, read_header)
+from .modelfile import (ModelFileError, check_payload, default_model_path, load_keras_model, model_destination,
+                        model_header, read_header, read_payload, write_model_archive)
 from .segments import ClipTooShortError, segment_count
 
 BOOSTER_ENTRY = "booster.txt"
@@ -188,11 +189,17 @@ def load_model(path=None, *, weights=None) -> GenreModel:
         A hybrid model whose backbone cannot be rebuilt identically here.
     """
     path = Path(path).expanduser() if path is not None else default_model_path()
+    special = _special_file(path)
+    if special:
+        raise ModelFileError(f"not a genrestudy model: {path} ({special})")
     if not path.is_file():
         raise FileNotFoundError(f"no model file at {path}; train one with notebooks/04_finetune_resnet50.ipynb "
                                 "(end-to-end) or notebooks/03_tune_lightgbm.ipynb (hybrid), or pass --model")
+    from . import methods  # noqa: F401  (registers the kinds and loaders of the methods' model files; no Keras)
+
     header = read_header(path)
     if header["kind"] in LOADERS:
+        check_payload(path, header)  # every kind's payload is checked before its loader parses it
         return LOADERS[header["kind"]](path, header, weights=weights)
     if header["kind"] == "end-to-end":
         network, header = load_keras_model(path, kind="end-to-end")
@@ -206,11 +213,12 @@ def _load_hybrid(path: Path, header: dict, *, weights) -> HybridModel:
     for key in ("seed", "precision", "backbone_fingerprint"):
         if key not in header:
             raise ModelFileError(f"not a genrestudy model: {path} (hybrid header lacks {key})")
+    data = read_payload(path, header, BOOSTER_ENTRY)
     try:
-        with zipfile.ZipFile(path) as archive:
-            text = archive.read(BOOSTER_ENTRY).decode("utf-8")
+        # checked before LightGBM sees it: its C++ parser aborts the process on damaged text
+        text = check_booster_text(data)
         booster = lgb.Booster(model_str=text)
-    except (KeyError, UnicodeDecodeError, lgb.basic.LightGBMError, zipfile.BadZipFile) as exc:
+    except (BoosterTextError, lgb.basic.LightGBMError, ValueError) as exc:
         raise ModelFileError(f"not a genrestudy model: {path} (no readable {BOOSTER_ENTRY}: "
                              f"{str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__})") from None
     n_classes = len(header["classes"])
@@ -298,9 +306,7 @@ def save_hybrid_model(path, booster, *, classes, image_params, backbone: str = "
         num_iteration=int(booster.best_iteration or booster.current_iteration()))
     path = model_destination(path, synthetic=synthetic)
     with cache.atomic_path(path) as tmp:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-            archive.writestr(HEADER_ENTRY, json.dumps(header, indent=2, sort_keys=True, default=str))
-            archive.writestr(BOOSTER_ENTRY, booster.model_to_string())
+        write_model_archive(tmp, header, {BOOSTER_ENTRY: booster.model_to_string().encode("utf-8")})
     return path
 
 
@@ -374,17 +380,48 @@ def segment_image_chunks(signal: np.ndarray, params: ImageParams) -> Iterator[np
         yield mel_images(clip, params)
 
 
+_NOT_REGULAR = ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                (stat.S_ISBLK, "a block device"))
+
+
+def _special_file(path) -> str | None:
+    """What ``path`` is when it exists but is no regular file ("is a directory", ...), else None.
+
+    Only ``stat`` is used: opening a named pipe would wait for a writer forever.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None  # missing or unreadable: the reader says so
+    if stat.S_ISDIR(mode):
+        return "is a directory"
+    if stat.S_ISREG(mode):
+        return None
+    return f"is not a regular file ({next((name for test, name in _NOT_REGULAR if test(mode)), 'a special file')})"
+
+
+def _check_regular_file(path) -> None:
+    special = _special_file(path)
+    if special == "is a directory":
+        raise IsADirectoryError(special)
+    if special:
+        raise AudioError(special)
+
+
 def predict_file(path, model: GenreModel) -> Prediction:
     """Predict the genre of one audio file (wav, au, flac, ogg, mp3; any rate, mono or stereo).
 
     Raises
     ------
     genrestudy.audio.AudioError
-        The file cannot be decoded (one line).
+        The file cannot be decoded, or is not a regular file (a named pipe, a device; one line).
+    IsADirectoryError
+        It is a directory.
     genrestudy.segments.ClipTooShortError
         It is shorter than one segment.
     """
     params = model.image_params
+    _check_regular_file(path)
     signal, _ = load_audio(path, sample_rate=params.sample_rate)
     proba = np.concatenate([model.clip_probabilities(clip) for clip in clip_chunks(signal, params)])
     mean = proba.mean(axis=0)
