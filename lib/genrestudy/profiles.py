@@ -30,6 +30,7 @@ PAPER_INPUTS = {"data": "gtzan", "weights": "imagenet", "profile": "paper", "pro
 #: the paper profile's settings of single notebooks
 PAPER_NOTEBOOKS = {
     "03_tune_lightgbm": {"n_jobs": -1},
+    "05_knn_genetic": {"n_resamples": 1000},
     # the real steps, unreduced (None: every training image / epoch of the profile / image)
     "08_efficiency": {"fit_head_epochs": None, "fit_finetune_epochs": None, "fit_max_train_images": None,
                       "lightgbm_rounds": 2000, "extract_max_images": None, "file_repeats": 30},
