@@ -88,9 +88,10 @@ run_study() {
             echo "full log: $out/$stem.log; executed notebook: $out/$name" >&2
             exit 1
         fi
-        "$VENV/bin/jupyter" nbconvert --to html --log-level WARN --output-dir build/html "$out/$name" ||
+        local ran=$((SECONDS - t0))
+        "$VENV/bin/jupyter" nbconvert --to html --log-level ERROR --output-dir build/html "$out/$name" ||
             echo "run_all.sh: could not render $name to HTML (the executed notebook is in $out/)" >&2
-        echo "   $((SECONDS - t0)) s${budget:+ (demo budget $budget s)}"
+        echo "   $ran s${budget:+ (demo budget $budget s)}; HTML in $((SECONDS - t0 - ran)) s"
     done
     echo "== done in $((SECONDS - started)) s (profile $profile)"
     echo "executed notebooks and logs: $out/; to read in a browser: build/html/"

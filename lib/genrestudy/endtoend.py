@@ -139,7 +139,7 @@ class TrainSettings:
 PROFILES: dict[str, TrainSettings] = {
     # the demo's backbone is random (no ImageNet weights offline): spectrogram augmentation then
     # changes its features more than the genres do, so the demo trains on the images as they are
-    "demo": TrainSettings(head_epochs=3, augmentation=None),
+    "demo": TrainSettings(augmentation=None),
     # 4 feeding threads: one CPU thread prepares batches more slowly than a GPU trains on them
     "paper": TrainSettings(input_size=224, weights="imagenet", head_epochs=5, finetune_epochs=20,
                            finetune_blocks=ALL_BLOCKS, head_learning_rate=1e-3, finetune_learning_rate=1e-5,

@@ -111,7 +111,8 @@ def protocol_differences(table: pd.DataFrame, *, base: str = "paper") -> pd.Data
             value = a["accuracy"] - b["accuracy"]
             half = np.hypot((a["accuracy_ci_high"] - a["accuracy_ci_low"]) / 2,
                             (b["accuracy_ci_high"] - b["accuracy_ci_low"]) / 2)
-            out.append({"protocol": f"{base} − {other}", "comparison": f"{a['method']}: {base} − {other}",
+            out.append({"protocol": f"{base} − {other}",
+                        "comparison": f"{a['method']}, {level} level: {base} − {other}",
                         "a": key, "b": key, "level": level, "difference": value, "ci_low": value - half,
                         "ci_high": value + half, "resolved": bool(abs(value) > half), "paired": False})
     return pd.DataFrame(out)
