@@ -5,7 +5,6 @@ import pandas as pd
 import pytest
 
 from genrestudy import demo, reports
-from genrestudy.audio import load_audio
 from genrestudy.dataset import scan_dataset
 
 

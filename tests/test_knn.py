@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from genrestudy import cli, methods, modelfile, paths, predict, spectral, study, table7
-from genrestudy.methods import knn
+from genrestudy import genetic, knn, knn_model
 
 CLASSES = ["calm", "lively", "sombre"]
 
@@ -75,29 +75,29 @@ def test_class_probabilities_have_a_column_for_every_class():
 # ---------------------------------------------------------------- the genetic algorithm
 
 def test_the_ga_settings_live_in_one_object_and_read_back():
-    settings = knn.GASettings()
+    settings = genetic.GASettings()
     assert settings.as_dict() == {"population": 10, "generations": 20, "crossover_probability": 0.8,
                                   "mutation_probability": 0.1, "bits": 4, "selection": "selRoulette",
                                   "crossover": "cxOnePoint", "mutation": "mutFlipBit", "elitism": "HallOfFame"}
-    assert settings.elites == 2 and knn.GASettings(population=5).elites == 1 and knn.GASettings(population=15).elites == 1
-    grid = knn.ga_grid()
+    assert settings.elites == 2 and genetic.GASettings(population=5).elites == 1 and genetic.GASettings(population=15).elites == 1
+    grid = genetic.ga_grid()
     assert [(s.population, s.generations) for s in grid] == [(p, g) for p in (5, 10, 15) for g in (10, 20, 30)]
 
 
 def test_a_population_larger_than_the_values_of_k_or_a_bad_setting_is_refused_in_one_line():
     with pytest.raises(ValueError, match="population 16 is outside 3..15") as info:
-        knn.GASettings(population=16)
+        genetic.GASettings(population=16)
     assert "\n" not in str(info.value)
     with pytest.raises(ValueError, match="crossover_probability=1.5"):
-        knn.GASettings(crossover_probability=1.5)
+        genetic.GASettings(crossover_probability=1.5)
     with pytest.raises(ValueError, match="selection='selNope' .not in deap.tools"):
-        knn.GASettings(selection="selNope")
+        genetic.GASettings(selection="selNope")
 
 
 def test_chromosomes_are_the_binary_code_of_k_and_0000_is_no_k():
-    assert knn.encode(1) == [0, 0, 0, 1] and knn.encode(14) == [1, 1, 1, 0]
-    assert [knn.decode(knn.encode(k)) for k in range(1, 16)] == list(range(1, 16))
-    assert knn.decode([0, 0, 0, 0]) is None
+    assert genetic.encode(1) == [0, 0, 0, 1] and genetic.encode(14) == [1, 1, 1, 0]
+    assert [genetic.decode(genetic.encode(k)) for k in range(1, 16)] == list(range(1, 16))
+    assert genetic.decode([0, 0, 0, 0]) is None
 
 
 def test_the_ga_runs_on_deaps_operators(monkeypatch):
@@ -113,18 +113,18 @@ def test_the_ga_runs_on_deaps_operators(monkeypatch):
 
         monkeypatch.setattr(tools, name, spy)
     problem, _, _ = _problem()
-    knn.ga_knn(problem, knn.GASettings(population=5, generations=4), seed=0)
+    genetic.ga_knn(problem, genetic.GASettings(population=5, generations=4), seed=0)
     assert calls["selRoulette"] == 4 and calls["mutFlipBit"] == 4 * 4 and calls["cxOnePoint"] > 0
 
 
 def test_a_ga_run_is_seeded_memoised_elitist_and_leaves_the_global_random_state_alone():
     problem, _, _ = _problem()
-    settings = knn.GASettings(population=5, generations=10)
+    settings = genetic.GASettings(population=5, generations=10)
     random.seed(123)
     state = random.getstate()
-    first = knn.ga_knn(problem, settings, seed=7)
+    first = genetic.ga_knn(problem, settings, seed=7)
     assert random.getstate() == state
-    again = knn.ga_knn(problem, settings, seed=7)
+    again = genetic.ga_knn(problem, settings, seed=7)
     pd.testing.assert_frame_equal(first.history, again.history)
     assert first.k == again.k and first.evaluations == again.evaluations
     history = first.history
@@ -139,7 +139,7 @@ def test_a_ga_run_is_seeded_memoised_elitist_and_leaves_the_global_random_state_
 
 def test_a_population_of_every_k_finds_the_plain_choice():
     problem, _, _ = _problem()
-    full = knn.ga_knn(problem, knn.GASettings(population=15, generations=1), seed=3)
+    full = genetic.ga_knn(problem, genetic.GASettings(population=15, generations=1), seed=3)
     assert full.k == knn.plain_knn(problem).k and full.distinct_k == 15
 
 
@@ -147,7 +147,7 @@ def test_the_comparison_table_counts_costs_and_labels_the_source_rows():
     problem, X_test, y_test = _problem()
     tracks = np.arange(len(X_test)) % 15  # a track's segments share its label
     plain = knn.plain_knn(problem)
-    runs = knn.ga_runs(problem, knn.ga_grid((5,), (5, 10)), seeds=[0, 1], progress=False)
+    runs = genetic.ga_runs(problem, genetic.ga_grid((5,), (5, 10)), seeds=[0, 1], progress=False)
     per_run = knn.comparison_table([plain, *runs], problem, X_test, y_test, tracks, n_resamples=30)
     assert len(per_run) == 5 and per_run.loc[0, "fitness_evaluations"] == 15
     assert (per_run["test_ci_low"] <= per_run["test_accuracy"]).all()
@@ -190,7 +190,8 @@ def test_the_knn_methods_register_after_the_papers_five_and_run_in_table7(tmp_pa
     assert data.spectral_set.meta["signal_cache"] == study.signal_set(inputs).key
     assert image_set.meta["signal_cache"] == data.spectral_set.meta["signal_cache"]  # one decode for both
     split = study.split(inputs, image_set.segments)
-    rows, details = table7.protocol_rows(data, split, protocol="track", methods=[knn.PlainKNN, knn.GeneticKNN],
+    registered = [methods.knn.PlainKNN, methods.knn.GeneticKNN]
+    rows, details = table7.protocol_rows(data, split, protocol="track", methods=registered,
                                          n_resamples=20, progress=False)
     assert rows["method"].tolist() == ["Spectral KNN (plain)"] * 2 + ["Spectral KNN (GA)"] * 2
     assert details["fitness_evaluations"].tolist()[0] == 15 and details["seed"].tolist()[1] == 0
@@ -222,7 +223,7 @@ def saved(tmp_path):
     X[:, 0] += np.repeat(np.arange(12) % 3, 2) * 3000.0
     y = np.repeat(np.arange(12) % 3, 2)
     pipeline = knn.knn_pipeline(4).fit(X, y)
-    path = knn.save_knn_model(tmp_path / "knn.zip", pipeline, X, y, classes=CLASSES,
+    path = knn_model.save_knn_model(tmp_path / "knn.zip", pipeline, X, y, classes=CLASSES,
                               image_params={"n_segments": 2, "segment_seconds": 1.0}, spectral_params=params,
                               synthetic=True, selection="test")
     song = write_audio(tmp_path / "song.wav", seconds=2.2, freq=500.0)
@@ -231,14 +232,14 @@ def saved(tmp_path):
 
 def test_a_saved_knn_model_holds_no_pickle_and_predicts_as_the_pipeline(saved):
     with zipfile.ZipFile(saved["path"]) as archive:
-        assert sorted(archive.namelist()) == sorted([modelfile.HEADER_ENTRY, knn.FEATURES_ENTRY, knn.LABELS_ENTRY,
-                                                     knn.SCALER_ENTRY])
+        assert sorted(archive.namelist()) == sorted([modelfile.HEADER_ENTRY, knn_model.FEATURES_ENTRY, knn_model.LABELS_ENTRY,
+                                                     knn_model.SCALER_ENTRY])
         header = json.loads(archive.read(modelfile.HEADER_ENTRY))
     assert (header["kind"], header["k"], header["classes"], header["scaled"]) == ("knn", 4, CLASSES, True)
-    assert set(header[modelfile.PAYLOAD_FIELD]) == {knn.FEATURES_ENTRY, knn.LABELS_ENTRY, knn.SCALER_ENTRY}
+    assert set(header[modelfile.PAYLOAD_FIELD]) == {knn_model.FEATURES_ENTRY, knn_model.LABELS_ENTRY, knn_model.SCALER_ENTRY}
     assert header["spectral_params"] == {"n_fft": 1024, "hop_length": 512, "roll_percent": 0.85, "level": "segment"}
     model = predict.load_model(saved["path"])
-    assert isinstance(model, knn.KnnModel) and "k=4" in model.describe() and "SYNTHETIC" in model.describe()
+    assert isinstance(model, knn_model.KnnModel) and "k=4" in model.describe() and "SYNTHETIC" in model.describe()
     np.testing.assert_array_equal(model.feature_probabilities(saved["X"]), saved["pipeline"].predict_proba(saved["X"]))
     with pytest.raises(TypeError, match="not images"):
         model.segment_probabilities(np.zeros((1, 8, 8), np.uint8))
@@ -273,7 +274,7 @@ def test_a_truncated_damaged_or_foreign_knn_file_is_refused_in_one_line(saved, t
     damaged = tmp_path / "damaged.zip"
     with zipfile.ZipFile(saved["path"]) as source, zipfile.ZipFile(damaged, "w") as archive:
         for name in source.namelist():
-            archive.writestr(name, source.read(name)[:40] if name == knn.FEATURES_ENTRY else source.read(name))
+            archive.writestr(name, source.read(name)[:40] if name == knn_model.FEATURES_ENTRY else source.read(name))
     unhashed = tmp_path / "unhashed.zip"  # as written before model files recorded their entries' hashes
     with zipfile.ZipFile(damaged) as source, zipfile.ZipFile(unhashed, "w") as archive:
         header = json.loads(source.read(modelfile.HEADER_ENTRY))

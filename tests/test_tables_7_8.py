@@ -1,7 +1,6 @@
 """Table 7 and Table 8 assembly, bootstrap intervals, the findings paragraph, results/README.md."""
 from __future__ import annotations
 
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -202,7 +201,7 @@ def test_bootstrap_metrics_agree_with_scikit_learn():
             kind, average = metric.split("_")
             expected = precision_recall_fscore_support(t, p, average=average, zero_division=0)[
                 {"precision": 0, "recall": 1, "f1": 2}[kind]]
-            assert table7._metric_statistic(metric)(t, p) == pytest.approx(expected)
+            assert evaluation._metric_statistic(metric)(t, p) == pytest.approx(expected)
 
 
 def test_compact_table7_has_the_papers_layout_and_the_figures_draw():

@@ -87,7 +87,8 @@ def _model_message(exc: Exception, model) -> str:
 
 
 def _predict(args) -> int:
-    from . import predict
+    # the methods register the kinds of model file they write (a KNN, ...) and how to read them
+    from . import methods, predict  # noqa: F401
 
     if args.top < 1:
         _fail(f"--top must be at least 1, got {args.top}")

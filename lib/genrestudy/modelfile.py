@@ -185,7 +185,9 @@ def check_header(header, path, *, kind: str | None = None) -> dict:
         refuse(f"format version {version!r}; this genrestudy reads versions up to {FORMAT_VERSION}")
     found = header.get("kind")
     if not isinstance(found, str) or found not in _KINDS or (kind is not None and found != kind):
-        refuse(f"kind {header.get('kind')!r}, expected {kind or ' or '.join(_KINDS)}")
+        hint = ("" if kind is not None or not isinstance(found, str) or found in _KINDS else
+                " (the study's methods register their kinds when genrestudy.methods is imported)")
+        refuse(f"kind {header.get('kind')!r}, expected {kind or ' or '.join(_KINDS)}{hint}")
     required = COMMON_FIELDS + _KINDS[header["kind"]]
     missing = [k for k in required if k not in header]
     if missing:

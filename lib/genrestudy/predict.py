@@ -195,8 +195,6 @@ def load_model(path=None, *, weights=None) -> GenreModel:
     if not path.is_file():
         raise FileNotFoundError(f"no model file at {path}; train one with notebooks/04_finetune_resnet50.ipynb "
                                 "(end-to-end) or notebooks/03_tune_lightgbm.ipynb (hybrid), or pass --model")
-    from . import methods  # noqa: F401  (registers the kinds and loaders of the methods' model files; no Keras)
-
     header = read_header(path)
     if header["kind"] in LOADERS:
         check_payload(path, header)  # every kind's payload is checked before its loader parses it

@@ -11,75 +11,11 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from . import evaluation
+from .evaluation import METRICS, score_with_ci  # noqa: F401  (Table 7's metrics, scored with intervals)
 from .methods import StudyData, registered, run_method
 
 PAPER_SOURCE = "paper (as reported; docs/PAPER.md)"
 OUR_SOURCE = "this study (measured)"
-
-#: Table 7's metrics here (weighted as the paper, plus macro F1); each gets a bootstrap interval
-METRICS = ("accuracy", "precision_weighted", "recall_weighted", "f1_weighted", "f1_macro")
-
-
-def _metric_statistic(metric: str):
-    """``statistic(y_true, y_pred)`` computing one of :data:`METRICS` alone (a bootstrap calls it
-    thousands of times). Averages run over the classes present in the (resampled) truth or
-    predictions: a genre a resample leaves out must not count as a class scored zero."""
-    if metric == "accuracy":
-        return lambda t, p: float(np.mean(t == p))
-    kind, average = metric.split("_")
-    return lambda t, p: _averaged(t, p, kind=kind, average=average)
-
-
-def _averaged(t: np.ndarray, p: np.ndarray, *, kind: str, average: str) -> float:
-    """Precision, recall or F1 averaged as scikit-learn's ``precision_recall_fscore_support``
-    (``zero_division=0``; over the labels in ``t`` or ``p``), from one confusion count:
-    a bootstrap calls this thousands of times, and the count is far cheaper than sklearn's checks."""
-    present, codes = np.unique(np.concatenate([t, p]), return_inverse=True)
-    k = len(present)
-    counts = np.bincount(codes[:len(t)] * k + codes[len(t):], minlength=k * k).reshape(k, k)
-    hits, support, predicted = np.diag(counts).astype(float), counts.sum(axis=1), counts.sum(axis=0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        precision = np.where(predicted > 0, hits / predicted, 0.0)
-        recall = np.where(support > 0, hits / support, 0.0)
-        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
-    value = {"precision": precision, "recall": recall, "f1": f1}[kind]
-    if average == "macro":
-        return float(value.mean())
-    return float((value * support).sum() / support.sum()) if support.sum() else 0.0
-
-
-def score_with_ci(proba: np.ndarray, y_true, track_ids, *, n_resamples: int = 1000,
-                  confidence: float = 0.95, seed: int = 0) -> list[dict]:
-    """Table 7's metrics (percent) with bootstrap intervals, at segment and at track level.
-
-    Segment level resamples whole test tracks (a track's segments are not independent);
-    track level predicts each track from the mean of its segments' probabilities and
-    resamples tracks.
-
-    Returns
-    -------
-    list of dict
-        Two rows (``level`` ``"segment"`` and ``"track"``): ``n``, and per metric its value,
-        ``<metric>_ci_low`` and ``<metric>_ci_high``.
-    """
-    proba = np.asarray(proba)
-    y_true, track_ids = np.asarray(y_true), np.asarray(track_ids)
-    if proba.ndim != 2 or len(proba) != len(y_true):
-        raise ValueError(f"expected (n, n_classes) probabilities for {len(y_true)} labels, got {proba.shape}")
-    tracks = evaluation.track_level_predictions(proba, y_true, track_ids)
-    levels = {"segment": (y_true, proba.argmax(axis=1), track_ids),
-              "track": (tracks["y_true"].to_numpy(), tracks["y_pred"].to_numpy(), None)}
-    rows = []
-    for level, (truth, pred, groups) in levels.items():
-        row = {"level": level, "n": int(len(truth))}
-        for metric in METRICS:
-            value, low, high = evaluation.bootstrap_ci(_metric_statistic(metric), truth, pred, groups=groups,
-                                                       n_resamples=n_resamples, confidence=confidence, seed=seed)
-            row.update({metric: 100 * value, f"{metric}_ci_low": 100 * low, f"{metric}_ci_high": 100 * high})
-        rows.append(row)
-    return rows
-
 
 def run_methods(data: StudyData, split, methods=None, *, progress: bool = True) -> dict:
     """``{key: MethodRun}`` of every method (default: every registered one) under ``split``: each

@@ -10,7 +10,7 @@ from matplotlib.ticker import MaxNLocator
 
 def plot_accuracy_vs_k(curve: pd.DataFrame, *, plain_k: int | None = None, ga_k=None, title: str = "",
                        ax=None) -> plt.Figure:
-    """Validation and test accuracy of every k (:func:`genrestudy.methods.knn.accuracy_by_k`),
+    """Validation and test accuracy of every k (:func:`genrestudy.knn.accuracy_by_k`),
     with the plain choice and the GA's choices (one k or several, one per run) marked.
 
     The test curve is drawn for the reader only: both choices are made on validation.
@@ -45,7 +45,7 @@ def plot_ga_fitness(histories: dict[str, list[pd.DataFrame]], *, title: str = ""
     generation holding one dips.
 
     ``histories`` maps a setting's label to its runs' histories (``generation``, ``best``,
-    ``mean``: :attr:`genrestudy.methods.knn.KChoice.history`).
+    ``mean``: :attr:`genrestudy.knn.KChoice.history`).
     """
     n = max(len(histories), 1)
     ncols = min(ncols, n)
