@@ -123,7 +123,10 @@ case "${1:-study}" in
     test) shift; setup; run_tests "$@" ;;
     clean) shift; setup; "$PY" -m genrestudy.cache clean "$@" ;;
     pin) shift; setup; pin ;;
-    lab) shift; setup; exec "$VENV/bin/jupyter" lab notebooks "$@" ;;
+    lab) shift; setup
+        # Jupyter refuses root without --allow-root (containers often run as root)
+        [ "$(id -u)" = 0 ] && set -- --allow-root "$@"
+        exec "$VENV/bin/jupyter" lab notebooks "$@" ;;
     -h|--help|help) sed -n '2,11p' "$0" | sed 's/^# //' ;;
     *) echo "run_all.sh: unknown command '$1' (expected: test, lab, clean, pin, or nothing)" >&2; exit 2 ;;
 esac

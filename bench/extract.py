@@ -20,6 +20,8 @@ output already resident), sampled meanwhile with psutil as a cross-check.
 
 Ends with one line:
 ``speedup: <X>x (ours <a> img/s, naive <b> img/s, cosine <c>, peak RSS <m> MB)``.
+Each run also writes a Markdown report of itself (date, command, machine, versions, load,
+every printed line, wall time) to ``bench/reports/extract.md`` (``--report PATH``; see ``bench/report.py``).
 
 Usage::
 
@@ -37,6 +39,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/report.py, however this file is loaded
+from report import add_report_option, bench_report, size_statement  # noqa: E402
 
 
 def synthetic_images(path: Path, n: int, size: int, *, seed: int) -> np.ndarray:
@@ -123,16 +128,25 @@ def main(argv=None) -> None:
     parser.add_argument("--rss-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--images", help=argparse.SUPPRESS)
     parser.add_argument("--weights", help=argparse.SUPPRESS)
+    add_report_option(parser, "extract")
     args = parser.parse_args(argv)
     if args.rss_child:
         rss_child(args)
         return
+    size = size_statement(parser, args, ["n_images", "rounds", "rss_images",
+                                         ("rss_seconds", lambda value, default: value > 0 and (default == 0 or value < default))])
+    with bench_report("extract", args.report, argv=argv, size=size,
+                      libraries=("keras", "tensorflow", "h5py")) as report:
+        run(args, report)
 
+
+def run(args: argparse.Namespace, report) -> None:
     import keras
     import psutil
 
     from genrestudy import backbones, device, features
 
+    report.note(f"Keras backend: {keras.config.backend()}")
     spec = backbones.backbone_spec(args.backbone)
     size = spec.input_size
     precision = device.resolve_precision(args.precision, training=False)

@@ -14,6 +14,8 @@ Usage::
 
 Clips are the synthetic demo clips (30 s, 22050 Hz, like GTZAN); generating them is not timed.
 The last line is ``speedup: <X>x (ours <a> s, naive <b> s, <n> clips)``.
+Each run also writes a Markdown report of itself (date, command, machine, versions, load,
+every printed line, wall time) to ``bench/reports/preprocess.md`` (``--report PATH``; see ``bench/report.py``).
 """
 from __future__ import annotations
 
@@ -25,6 +27,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/report.py, however this file is loaded
+from report import add_report_option, bench_report, size_statement  # noqa: E402
 
 
 def naive_images(paths: list[Path], n_segments: int = 10, seconds: float = 3.0) -> np.ndarray:
@@ -74,8 +79,15 @@ def main(argv=None) -> int:
     parser.add_argument("--clips", type=int, default=200, help="clips in the ours-vs-naive comparison")
     parser.add_argument("--gtzan-size", action="store_true", help="also time 1000 × 30 s clips through ours")
     parser.add_argument("--n-jobs", type=int, default=-1, help="worker processes for ours (-1: all cores)")
+    add_report_option(parser, "preprocess")
     args = parser.parse_args(argv)
+    size = size_statement(parser, args, ["clips", ("gtzan_size", lambda value, default: False)])
+    with bench_report("preprocess", args.report, argv=argv, size=size,
+                      libraries=("librosa", "soundfile", "scipy", "numba", "Pillow", "joblib")):
+        return run(args)
 
+
+def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-preprocess-") as tmp:
         tmp = Path(tmp)
         paths = make_clips(tmp / "clips", args.clips)

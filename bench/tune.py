@@ -55,6 +55,8 @@ Usage::
 
 The last line is ``speedup: <X>x (ours <a> cfg/h, naive <b> cfg/h; full grid halving <t> min;
 halving gap <g> pt)``.
+Each run also writes a Markdown report of itself (date, command, machine, versions, load,
+every printed line, wall time) to ``bench/reports/tune.md`` (``--report PATH``; see ``bench/report.py``).
 """
 from __future__ import annotations
 
@@ -63,8 +65,12 @@ import os
 import sys
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/report.py, however this file is loaded
+from report import add_report_option, bench_report, size_statement  # noqa: E402
 
 #: LightGBM's default ``max_bin`` (what ``LGBMClassifier()`` bins with)
 LIGHTGBM_DEFAULT_MAX_BIN = 255
@@ -158,9 +164,17 @@ def main(argv=None) -> int:
                         help="share of the 6,561-point grid halved for real; time extrapolated by 1/f when < 1")
     parser.add_argument("--skip-full-grid", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
+    add_report_option(parser, "tune")
     args = parser.parse_args(argv)
     if not 0 < args.grid_fraction <= 1:
         parser.error(f"--grid-fraction must be in (0, 1], got {args.grid_fraction}")
+    size = size_statement(parser, args, ["n_samples", "n_features", "n_classes", "rounds", "compare_configs",
+                                         "skip_full_grid"])
+    with bench_report("tune", args.report, argv=argv, size=size, libraries=("scikit-learn", "lightgbm", "scipy")):
+        return run(args)
+
+
+def run(args: argparse.Namespace) -> int:
 
     from genrestudy import search
     from genrestudy.classifiers import STUDY_MAX_BIN, TrainingData
