@@ -184,20 +184,11 @@ def bootstrap_ci(statistic: Callable[..., float], *arrays, groups=None, n_resamp
 METRICS = ("accuracy", "precision_weighted", "recall_weighted", "f1_weighted", "f1_macro")
 
 
-def _metric_statistic(metric: str):
-    """``statistic(y_true, y_pred)`` computing one of :data:`METRICS` alone (a bootstrap calls it
-    thousands of times). Averages run over the classes present in the (resampled) truth or
-    predictions: a genre a resample leaves out must not count as a class scored zero."""
-    if metric == "accuracy":
-        return lambda t, p: float(np.mean(t == p))
-    kind, average = metric.split("_")
-    return lambda t, p: _averaged(t, p, kind=kind, average=average)
-
-
-def _averaged(t: np.ndarray, p: np.ndarray, *, kind: str, average: str) -> float:
-    """Precision, recall or F1 averaged as scikit-learn's ``precision_recall_fscore_support``
-    (``zero_division=0``; over the labels in ``t`` or ``p``), from one confusion count:
-    a bootstrap calls this thousands of times, and the count is far cheaper than sklearn's checks."""
+def _all_metrics(t: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    """Every one of :data:`METRICS` from one confusion count, averaged as scikit-learn's
+    ``precision_recall_fscore_support`` (``zero_division=0``; over the labels in ``t`` or ``p``,
+    so a genre a resample leaves out is not counted as a class scored zero). A bootstrap calls
+    this thousands of times, and one count is far cheaper than scikit-learn's checks."""
     present, codes = np.unique(np.concatenate([t, p]), return_inverse=True)
     k = len(present)
     counts = np.bincount(codes[:len(t)] * k + codes[len(t):], minlength=k * k).reshape(k, k)
@@ -206,10 +197,36 @@ def _averaged(t: np.ndarray, p: np.ndarray, *, kind: str, average: str) -> float
         precision = np.where(predicted > 0, hits / predicted, 0.0)
         recall = np.where(support > 0, hits / support, 0.0)
         f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
-    value = {"precision": precision, "recall": recall, "f1": f1}[kind]
-    if average == "macro":
-        return float(value.mean())
-    return float((value * support).sum() / support.sum()) if support.sum() else 0.0
+    total = support.sum()
+
+    def weighted(value: np.ndarray) -> float:
+        return float((value * support).sum() / total) if total else 0.0
+
+    return {"accuracy": float(hits.sum() / len(t)) if len(t) else 0.0,
+            "precision_weighted": weighted(precision), "recall_weighted": weighted(recall),
+            "f1_weighted": weighted(f1), "f1_macro": float(f1.mean())}
+
+
+def _metric_statistic(metric: str):
+    """``statistic(y_true, y_pred)`` computing one of :data:`METRICS`."""
+    return lambda t, p: _all_metrics(np.asarray(t), np.asarray(p))[metric]
+
+
+def _resampled_metrics(truth, pred, groups, *, n_resamples: int, seed: int) -> pd.DataFrame:
+    """:func:`_all_metrics` on ``n_resamples`` bootstrap resamples of whole groups (or rows),
+    every metric on the same resamples (one draw serves all five intervals)."""
+    codes, uniques = pd.factorize(groups if groups is not None else np.arange(len(truth)))
+    if len(uniques) < 2:
+        raise ValueError(f"need at least two {'groups' if groups is not None else 'rows'} to bootstrap")
+    order = np.argsort(codes, kind="stable")
+    starts = np.searchsorted(codes[order], np.arange(len(uniques)))
+    ends = np.append(starts[1:], len(codes))
+    rng = np.random.default_rng(seed)
+    out = []
+    for drawn in rng.integers(0, len(uniques), size=(n_resamples, len(uniques))):
+        rows = order[np.concatenate([np.arange(starts[u], ends[u]) for u in drawn])]
+        out.append(_all_metrics(truth[rows], pred[rows]))
+    return pd.DataFrame(out)
 
 
 def score_with_ci(proba: np.ndarray, y_true, track_ids, *, n_resamples: int = 1000,
@@ -233,12 +250,13 @@ def score_with_ci(proba: np.ndarray, y_true, track_ids, *, n_resamples: int = 10
     tracks = track_level_predictions(proba, y_true, track_ids)
     levels = {"segment": (y_true, proba.argmax(axis=1), track_ids),
               "track": (tracks["y_true"].to_numpy(), tracks["y_pred"].to_numpy(), None)}
-    rows = []
+    rows, tail = [], 100 * (1 - confidence) / 2
     for level, (truth, pred, groups) in levels.items():
         row = {"level": level, "n": int(len(truth))}
+        point = _all_metrics(truth, pred)
+        resampled = _resampled_metrics(truth, pred, groups, n_resamples=n_resamples, seed=seed)
         for metric in METRICS:
-            value, low, high = bootstrap_ci(_metric_statistic(metric), truth, pred, groups=groups,
-                                                       n_resamples=n_resamples, confidence=confidence, seed=seed)
-            row.update({metric: 100 * value, f"{metric}_ci_low": 100 * low, f"{metric}_ci_high": 100 * high})
+            low, high = np.percentile(resampled[metric], [tail, 100 - tail])  # percentile intervals
+            row.update({metric: 100 * point[metric], f"{metric}_ci_low": 100 * low, f"{metric}_ci_high": 100 * high})
         rows.append(row)
     return rows
