@@ -240,8 +240,17 @@ def test_a_stored_precision_falls_back_to_float32_where_it_cannot_run(monkeypatc
     assert device.runnable_precision("float16") == "float16"
 
 
-def test_accelerator_matches_the_backend():
-    assert device.accelerator() in {"cpu", "gpu"}
+def test_accelerator_matches_the_backend(monkeypatch):
+    import keras
+
+    # what the backend itself lists decides, whichever it is
+    seen = keras.distribution.list_devices("gpu") if keras.config.backend() != "torch" else []
+    assert device.accelerator() == ("gpu" if seen else "cpu")
+    monkeypatch.setattr(keras.distribution, "list_devices", lambda kind=None: ["gpu:0"] if kind == "gpu" else [])
+    if keras.config.backend() != "torch":
+        assert device.accelerator() == "gpu"
+    monkeypatch.setattr(keras.distribution, "list_devices", lambda kind=None: [])
+    assert device.accelerator() == "cpu"
 
 
 # ---------------------------------------------------------------- streaming

@@ -216,7 +216,8 @@ def summarise_runs(per_run: pd.DataFrame) -> pd.DataFrame:
                  choice_seconds=("choice_seconds", "mean"))
             .reset_index().assign(source="this study (measured)"))
     source = pd.DataFrame([{**row, "k_chosen": str(row["k"]), "source": SOURCE_LABEL} for row in SOURCE_ROWS])
-    return pd.concat([ours, source.drop(columns="k")], ignore_index=True)
+    table = pd.concat([ours, source.drop(columns="k")], ignore_index=True)
+    return table.assign(note=table["note"].fillna(""))
 
 
 def histories_by_setting(runs: list[KChoice]) -> dict[str, list[pd.DataFrame]]:
