@@ -63,7 +63,7 @@ def synthetic_images(path: Path, n: int, size: int, *, seed: int) -> np.ndarray:
 
 def rss_child(args: argparse.Namespace) -> None:
     """Run the pipeline over the memmap in this (separate) process; print its peak RSS as JSON."""
-    from genrestudy import backbones, device, features
+    from genrestudy import backbones, features
 
     images = np.load(args.images, mmap_mode="r")
     model = backbones.build_backbone(args.backbone, weights=args.weights, precision=args.precision,

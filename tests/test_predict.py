@@ -16,7 +16,7 @@ from conftest import make_dataset, write_audio
 import genrestudy
 from genrestudy import backbones, endtoend, features, modelfile, predict, study, training
 from genrestudy.audio import AudioError, load_audio
-from genrestudy.images import ImageParams, build_image_set
+from genrestudy.images import ImageParams, build_image_set, mel_images
 from genrestudy.segments import ClipTooShortError
 
 GENRES = ("blues", "jazz", "rock")
@@ -73,7 +73,7 @@ def test_new_audio_is_imaged_and_fed_exactly_as_training_images(dataset, e2e):
     path = image_set.segments["path"].iloc[0]
     rows = track_rows(image_set, path)
     signal, _ = load_audio(path, sample_rate=PARAMS.sample_rate)
-    images = np.concatenate(list(predict.segment_image_chunks(signal, PARAMS)))
+    images = np.concatenate(list((mel_images(clip, PARAMS) for clip in predict.clip_chunks(signal, PARAMS))))
     np.testing.assert_array_equal(images, image_set.images[rows])
 
     x, _ = training.ImageBatches(image_set.images, rows, image_set.labels, batch_size=len(rows))[0]
@@ -121,7 +121,7 @@ def test_track_probability_is_the_mean_of_segment_probabilities(tmp_path, e2e):
     path = write_audio(tmp_path / "long.wav", seconds=7.0, freq=300.0)
     signal, _ = load_audio(path, sample_rate=PARAMS.sample_rate)
     per_segment = np.concatenate([e2e.segment_probabilities(images)
-                                  for images in predict.segment_image_chunks(signal, PARAMS)])
+                                  for images in (mel_images(clip, PARAMS) for clip in predict.clip_chunks(signal, PARAMS))])
     assert per_segment.shape == (7, 3)
     result = predict.predict_file(path, e2e)
     np.testing.assert_allclose(list(result.probabilities.values()), per_segment.mean(axis=0), rtol=1e-6)

@@ -372,12 +372,6 @@ def clip_chunks(signal: np.ndarray, params: ImageParams) -> Iterator[np.ndarray]
                                     f"{params.segment_seconds:g} s segment")
 
 
-def segment_image_chunks(signal: np.ndarray, params: ImageParams) -> Iterator[np.ndarray]:
-    """Mel images of a signal, one clip (``n_segments`` segments) at a time (see :func:`clip_chunks`)."""
-    for clip in clip_chunks(signal, params):
-        yield mel_images(clip, params)
-
-
 _NOT_REGULAR = ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
                 (stat.S_ISBLK, "a block device"))
 
