@@ -297,6 +297,30 @@ def _best_round(logloss: list[float], early_stopping_rounds: int | None) -> int:
     return int(np.argmin(logloss)) + 1 if early_stopping_rounds else len(logloss)
 
 
+def _check_fit(num_boost_round: int, params: dict, seed: int, resume: BoostingState | None, *,
+               subset: bool) -> None:
+    if num_boost_round < 1:
+        raise ValueError(f"num_boost_round must be at least 1, got {num_boost_round}")
+    if resume is not None:
+        if resume.params != dict(params) or resume.seed != seed:
+            raise ValueError("resume belongs to another configuration or seed: a fit continues only itself")
+        if subset:
+            raise ValueError("a continued fit uses all training rows and keeps neither a curve nor a model; "
+                             "refit from scratch for those")
+
+
+def _continued_datasets(data: TrainingData, resume: BoostingState, train: lgb.Dataset,
+                        valid: lgb.Dataset) -> tuple[lgb.Dataset, lgb.Dataset]:
+    """The datasets of a continued fit: the trees grown so far enter as init scores; the subsets
+    share the bins of the originals."""
+    train_scores, valid_scores = resume.raw_scores(data.X_train, data.X_valid)
+    train = train.subset(np.arange(len(data.y_train))).construct()
+    train.set_init_score(train_scores.ravel(order="F"))
+    valid = valid.subset(np.arange(len(data.y_valid))).construct()
+    valid.set_init_score(valid_scores.ravel(order="F"))
+    return train, valid
+
+
 def fit_lightgbm(data: TrainingData, params: dict, *, num_boost_round: int, early_stopping_rounds: int | None = 50,
                  n_rows: int | None = None, seed: int = 0, num_threads: int = 1, record_curve: bool = False,
                  keep_model: bool = False, resume: BoostingState | None = None,
@@ -331,14 +355,7 @@ def fit_lightgbm(data: TrainingData, params: dict, *, num_boost_round: int, earl
     keep_state : bool
         Return the :class:`BoostingState` that a longer fit can continue.
     """
-    if num_boost_round < 1:
-        raise ValueError(f"num_boost_round must be at least 1, got {num_boost_round}")
-    if resume is not None:
-        if resume.params != dict(params) or resume.seed != seed:
-            raise ValueError("resume belongs to another configuration or seed: a fit continues only itself")
-        if n_rows is not None or record_curve or keep_model:
-            raise ValueError("a continued fit uses all training rows and keeps neither a curve nor a model; "
-                             "refit from scratch for those")
+    _check_fit(num_boost_round, params, seed, resume, subset=n_rows is not None or record_curve or keep_model)
     start = time.perf_counter()
     train, valid = data.datasets()
     used_rows = len(data.y_train)
@@ -354,12 +371,7 @@ def fit_lightgbm(data: TrainingData, params: dict, *, num_boost_round: int, earl
     booster = None
     if not stopped and done < num_boost_round:
         if resume is not None:
-            # the trees grown so far enter as init scores; the subsets share the bins of the originals
-            train_scores, valid_scores = resume.raw_scores(data.X_train, data.X_valid)
-            train = train.subset(np.arange(used_rows)).construct()
-            train.set_init_score(train_scores.ravel(order="F"))
-            valid = valid.subset(np.arange(len(data.y_valid))).construct()
-            valid.set_init_score(valid_scores.ravel(order="F"))
+            train, valid = _continued_datasets(data, resume, train, valid)
         full = lightgbm_params(params, num_class=data.num_class, seed=segment_seed(seed, done), num_threads=num_threads)
         booster = lgb.Booster(full, train)
         booster.add_valid(valid, "valid")

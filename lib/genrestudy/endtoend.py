@@ -50,8 +50,6 @@ BACKBONE = "ResNet50"
 BACKBONE_LAYER = "resnet50"
 #: ``finetune_blocks`` value that unfreezes the whole backbone, stem included
 ALL_BLOCKS = "all"
-#: the precisions a :class:`TrainSettings` accepts (:data:`genrestudy.device.TRAINING_PRECISIONS`)
-PRECISIONS = device.TRAINING_PRECISIONS
 _BLOCK = re.compile(r"^(conv\d+_block\d+)_")
 
 
@@ -117,12 +115,12 @@ class TrainSettings:
             "batch_size": self.batch_size >= 1, "head_learning_rate": self.head_learning_rate > 0,
             "finetune_learning_rate": self.finetune_learning_rate > 0, "patience": self.patience >= 1,
             "dense_units": self.dense_units >= 1, "dropout": 0.0 <= self.dropout < 1.0,
-            "precision": self.precision in PRECISIONS, "workers": self.workers >= 1,
+            "precision": self.precision in device.TRAINING_PRECISIONS, "workers": self.workers >= 1,
         }
         bad = [f"{k}={getattr(self, k)!r}" for k, ok in checks.items() if not ok]
         if bad:
             raise ValueError(f"invalid training settings {', '.join(bad)} (input_size >= 32, epochs >= 0, "
-                             f"finetune_blocks an integer >= 0 or 'all', precision one of {PRECISIONS})")
+                             f"finetune_blocks an integer >= 0 or 'all', precision one of {device.TRAINING_PRECISIONS})")
         if self.head_epochs + self.finetune_epochs == 0:
             raise ValueError("head_epochs and finetune_epochs are both 0: nothing to train")
         if isinstance(self.augmentation, dict):  # from a saved settings dict

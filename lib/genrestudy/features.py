@@ -38,8 +38,6 @@ log = logging.getLogger(__name__)
 _CACHE_KIND = "features"
 # Bump when a change in this module changes the numbers a cache entry holds.
 _FORMAT_VERSION = 1
-#: the precisions extraction accepts (:data:`genrestudy.device.INFERENCE_PRECISIONS`)
-PRECISIONS = device.INFERENCE_PRECISIONS
 
 
 # ---------------------------------------------------------------- the feature set

@@ -248,6 +248,17 @@ def halving_schedule(n_candidates: int, *, min_resources: int, max_resources: in
     return rungs
 
 
+def default_min_resources(n_candidates: int, max_resources: int, *, factor: float, resource: str) -> int:
+    """The first rung's resource by default: scikit-learn's "exhaust" (the last rung gets the
+    whole resource); on rounds, with fewer rungs if need be, so that the first has
+    :data:`MIN_FIRST_RUNG_ROUNDS` or more."""
+    rungs_after_first = int(math.floor(math.log(max(n_candidates, 1), factor) + 1e-9))
+    floor = MIN_FIRST_RUNG_ROUNDS if resource == "rounds" else 1
+    while rungs_after_first > 0 and max_resources // factor ** rungs_after_first < floor:
+        rungs_after_first -= 1
+    return max(1, int(max_resources // factor ** rungs_after_first))
+
+
 def run_search(data: TrainingData, candidates: list[dict], *, method: str, mode: str = "exhaustive",
                num_boost_round: int = 1000, early_stopping_rounds: int | None = 50, seed: int = 0, n_jobs: int = 2,
                scheduler_address: str | None = None, resource: str = "rounds", min_resources: int | None = None,
@@ -313,13 +324,7 @@ def run_search(data: TrainingData, candidates: list[dict], *, method: str, mode:
             raise ValueError(f"unknown halving resource {resource!r}; expected one of {RESOURCES}")
         max_resources = num_boost_round if resource == "rounds" else len(data.y_train)
         if min_resources is None:
-            # scikit-learn's "exhaust": the last rung gets the whole resource; on rounds, with
-            # fewer rungs if need be, so that the first has MIN_FIRST_RUNG_ROUNDS or more
-            rungs_after_first = int(math.floor(math.log(max(len(candidates), 1), factor) + 1e-9))
-            floor = MIN_FIRST_RUNG_ROUNDS if resource == "rounds" else 1
-            while rungs_after_first > 0 and max_resources // factor ** rungs_after_first < floor:
-                rungs_after_first -= 1
-            min_resources = max(1, int(max_resources // factor ** rungs_after_first))
+            min_resources = default_min_resources(len(candidates), max_resources, factor=factor, resource=resource)
         schedule = halving_schedule(len(candidates), min_resources=min_resources, max_resources=max_resources,
                                     factor=factor, aggressive_elimination=aggressive_elimination)
         warm = warm_start and resource == "rounds"
@@ -375,3 +380,10 @@ def random_search(data: TrainingData, *, n_iter: int, space: dict | None = None,
     """Random Search: ``n_iter`` draws from :data:`RANDOM_SPACE` (``search_kw`` as in :func:`run_search`)."""
     return run_search(data, random_candidates(n_iter, seed=seed, space=space), method="random", seed=seed,
                       **search_kw)
+
+
+def spaces_table(grid: dict | None = None, space: dict | None = None) -> pd.DataFrame:
+    """Grid Search's values and Random Search's distribution of every parameter, one row each."""
+    grid, space = grid or TABLE2_GRID, space or RANDOM_SPACE
+    return pd.DataFrame([{"parameter": name, "grid values": values, "random distribution": space[name].dist.name,
+                          "random support": space[name].support()} for name, values in grid.items()])

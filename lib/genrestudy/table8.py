@@ -84,3 +84,27 @@ def efficiency_table(*, end_to_end_fit: dict, lightgbm_fit: dict, extraction: di
         frame.insert(7, "paper_ratio", frame["paper_end_to_end"] / frame["paper_hybrid"])
     frame["hardware"] = hardware
     return frame
+
+
+def measurement_notes(measured: dict, *, settings, n_images: int, lightgbm_rounds: int, extract_batch_size: int,
+                      latency_images: int, hybrid_input_size: int, reduced_fit: bool) -> dict:
+    """One line per measured step saying what was measured (sizes, epochs) and whether it was a
+    REDUCED demo measurement: the ``settings`` of :func:`efficiency_table`.
+
+    ``measured`` holds the :func:`genrestudy.efficiency.measure_step` reports of
+    ``end_to_end_fit``, ``lightgbm_fit`` and ``extraction``; ``settings`` is the end-to-end
+    model's :class:`~genrestudy.endtoend.TrainSettings`.
+    """
+    e2e, lgb, ext = (measured[k]["result"] for k in ("end_to_end_fit", "lightgbm_fit", "extraction"))
+    reduced = " (REDUCED demo measurement)"
+    return {
+        "end_to_end_fit": f"{e2e['epochs']} epoch(s) on {e2e['train_images']} training images at "
+                          f"{settings.input_size} px, {settings.weights or 'random init'}, {e2e['device']}"
+                          + (reduced if reduced_fit else ""),
+        "lightgbm_fit": f"{lgb['best_iteration']} rounds (max {lightgbm_rounds}) on {lgb['train_rows']} rows, "
+                        "Table 4's configuration, binning included",
+        "extraction": f"{ext['images']} of {n_images} images, batch {extract_batch_size}, {ext['precision']}, "
+                      "network build included" + (reduced if ext["images"] < n_images else ""),
+        "latency": (f"{latency_images} test images; end-to-end network at {settings.input_size} px, "
+                    f"hybrid backbone at {hybrid_input_size} px"),
+    }
