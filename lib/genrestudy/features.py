@@ -31,7 +31,7 @@ import pandas as pd
 from . import cache, device
 from .backbones import backbone_spec, build_backbone, preprocess_images, weights_identity
 from .images import ImageSet
-from .segments import LabelledSegments
+from .segments import LabelledSegments, open_segment_entry
 
 log = logging.getLogger(__name__)
 
@@ -68,14 +68,9 @@ class FeatureSet(LabelledSegments):
 
 def open_feature_set(root: Path) -> FeatureSet:
     """Open a complete feature cache entry (features memory-mapped read-only)."""
-    from .segments import read_segments
-
-    root = Path(root)
-    if not cache.is_complete(root):
-        raise cache.CacheError(f"{root} is not a complete feature cache (no {cache.META_FILE}); run extract_features")
-    meta = cache.read_meta(root)
-    features = np.load(root / "features.npy", mmap_mode="r")
-    segments = read_segments(root / "segments.csv")  # a genre named NA or None stays a label
+    # read_segments inside: a genre named NA or None stays a label
+    root, meta, features, segments = open_segment_entry(root, "features.npy", what="feature",
+                                                        builder="extract_features")
     if len(segments) != features.shape[0]:
         raise cache.CacheError(f"{root}: {len(segments)} segment rows but {features.shape[0]} feature rows; "
                                "delete it to rebuild")

@@ -21,7 +21,7 @@ import pandas as pd
 
 from . import cache
 from .dataset import read_manifest
-from .segments import LabelledSegments, read_segments, segment_clip
+from .segments import LabelledSegments, open_segment_entry, segment_clip
 from .signals import SegmentParams, SignalSet, build_signal_set, raise_invalid, segment_checks, write_segment_array
 
 @dataclass
@@ -61,12 +61,8 @@ class ImageSet(LabelledSegments):
 
 def open_image_set(root: Path) -> ImageSet:
     """Open a complete image cache entry (memory-mapped)."""
-    root = Path(root)
-    if not cache.is_complete(root):
-        raise cache.CacheError(f"{root} is not a complete image cache (no {cache.META_FILE}); run build_image_set")
-    meta = cache.read_meta(root)
-    images = np.load(root / "images.npy", mmap_mode="r")
-    segments = read_segments(root / "segments.csv")
+    root, meta, images, segments = open_segment_entry(root, "images.npy", what="image",
+                                                      builder="build_image_set")
     clips = read_manifest(root / "clips.csv")
     if len(segments) != images.shape[0]:
         raise cache.CacheError(f"{root}: {len(segments)} segment rows but {images.shape[0]} images; delete it to rebuild")

@@ -1,9 +1,12 @@
 """Clips → fixed-length segments (the paper: 10 windows of 3 s per 30 s clip)."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from . import cache
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -89,6 +92,22 @@ def read_segments(path) -> pd.DataFrame:
 
     return pd.read_csv(path, dtype={"track_id": str, "label": str, "path": str}, keep_default_na=False,
                        encoding_errors="surrogateescape")
+
+
+def open_segment_entry(root, array_file: str, *, what: str, builder: str):
+    """``(root, meta, array, segments)`` of a complete per-segment cache entry (image, signal or
+    feature cache): its metadata, its array memory-mapped read-only, its ``segments.csv``.
+
+    Raises
+    ------
+    genrestudy.cache.CacheError
+        The entry is not complete (one line naming ``builder``, the function that makes it).
+    """
+    root = Path(root)
+    if not cache.is_complete(root):
+        raise cache.CacheError(f"{root} is not a complete {what} cache (no {cache.META_FILE}); run {builder}")
+    return (root, cache.read_meta(root), np.load(root / array_file, mmap_mode="r"),
+            read_segments(root / "segments.csv"))
 
 
 def segment_table(clips: pd.DataFrame) -> pd.DataFrame:

@@ -29,8 +29,8 @@ from . import cache
 from .audio import AudioError, load_audio
 from .dataset import read_manifest
 from .paths import SAMPLE_RATE
-from .segments import (SEGMENT_COLUMNS, ClipTooShortError, LabelledSegments, read_segments, segment_clip,
-                       segment_table)
+from .segments import (SEGMENT_COLUMNS, ClipTooShortError, LabelledSegments, open_segment_entry, read_segments,
+                       segment_clip, segment_table)
 
 log = logging.getLogger(__name__)
 
@@ -133,12 +133,8 @@ class SignalSet(LabelledSegments):
 
 def open_signal_set(root: Path) -> SignalSet:
     """Open a complete signal cache entry (memory-mapped)."""
-    root = Path(root)
-    if not cache.is_complete(root):
-        raise cache.CacheError(f"{root} is not a complete signal cache (no {cache.META_FILE}); run build_signal_set")
-    meta = cache.read_meta(root)
-    signals = np.load(root / "signals.npy", mmap_mode="r")
-    segments = read_segments(root / "segments.csv")
+    root, meta, signals, segments = open_segment_entry(root, "signals.npy", what="signal",
+                                                       builder="build_signal_set")
     clips = read_manifest(root / "clips.csv")
     if len(segments) != int(clips["segments"].sum()) or signals.shape[0] != int((clips["signal_row"] >= 0).sum()):
         raise cache.CacheError(f"{root}: segments.csv, clips.csv and signals.npy disagree; delete it to rebuild")
@@ -305,10 +301,8 @@ class SegmentFeatures(LabelledSegments):
 
 def open_segment_features(root: Path) -> SegmentFeatures:
     """Open a complete per-segment feature cache entry (memory-mapped)."""
-    root = Path(root)
-    meta = cache.read_meta(root)
-    values = np.load(root / "values.npy", mmap_mode="r")
-    segments = read_segments(root / "segments.csv")
+    root, meta, values, segments = open_segment_entry(root, "values.npy", what="per-segment feature",
+                                                      builder="segment_features")
     if len(segments) != values.shape[0]:
         raise cache.CacheError(f"{root}: {len(segments)} segment rows but {values.shape[0]} values; delete it to rebuild")
     return SegmentFeatures(root=root, values=values, segments=segments, meta=meta)
