@@ -29,8 +29,7 @@ from . import cache
 from .audio import AudioError, load_audio
 from .dataset import read_manifest
 from .paths import SAMPLE_RATE
-from .segments import (SEGMENT_COLUMNS, ClipTooShortError, LabelledSegments, open_segment_entry, read_segments,
-                       segment_clip, segment_table)
+from .segments import (SEGMENT_COLUMNS, ClipTooShortError, LabelledSegments, open_segment_entry, segment_clip, segment_table)
 
 log = logging.getLogger(__name__)
 
