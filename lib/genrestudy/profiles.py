@@ -39,8 +39,8 @@ PAPER_NOTEBOOKS = {
 PROFILES = {"demo": ({}, {}), "paper": (PAPER_INPUTS, PAPER_NOTEBOOKS)}
 
 #: the demo's time budget per notebook on the project's 2-core machine, after set-up (seconds)
-DEMO_BUDGET_SECONDS = {"01": 30, "02": 120, "03": 60, "04": 100, "05": 60, "06": 150, "07": 150, "08": 120,
-                       "09": 60}
+DEMO_BUDGET_SECONDS = {"01": 30, "02": 60, "03": 60, "04": 80, "05": 60, "06": 150, "07": 150, "08": 100,
+                       "09": 150}
 
 
 class ProfileError(RuntimeError):
