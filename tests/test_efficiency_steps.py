@@ -29,7 +29,30 @@ def test_limit_training_rows_keeps_a_seeded_subset_of_training_rows():
 def test_gpu_peak_is_none_without_a_gpu():
     if device.accelerator() == "gpu":
         pytest.skip("a GPU is present")
-    assert efficiency_steps.gpu_peak_mb() is None
+    assert device.gpu_peak_mb() is None
+
+
+def test_gpu_peak_is_reported_under_tensorflow_too(monkeypatch):
+    import keras
+
+    if keras.config.backend() != "tensorflow":
+        pytest.skip("the TensorFlow backend's report")
+    import tensorflow as tf
+
+    monkeypatch.setattr(device, "accelerator", lambda: "gpu")
+    monkeypatch.setattr(tf.config.experimental, "get_memory_info",
+                        lambda name: {"current": 1, "peak": 2_500_000_000} if name == "GPU:0" else {})
+    assert device.gpu_peak_mb() == 2500.0
+
+
+def test_this_module_imports_no_framework_at_its_top():
+    import subprocess
+    import sys
+
+    code = ("import sys, genrestudy.efficiency, genrestudy.efficiency_steps as s; "
+            "print(sorted(set(s.FRAMEWORKS) & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
 
 
 @pytest.fixture(scope="module")
@@ -51,16 +74,31 @@ def _entries(base, kind):
     return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
 
 
-def test_lightgbm_step_fits_from_cached_features_in_a_fresh_process(tiny_study):
-    kw = {**tiny_study["data_kw"], "protocol": "paper", "params": table8.PAPER_TABLE4_PARAMS,
-          "num_boost_round": 5, "early_stopping_rounds": None}
-    report = efficiency_steps.lightgbm_fit_step(**kw)
+def test_lightgbm_step_fits_in_a_process_without_keras(tiny_study):
+    inputs = study.StudyInputs(data=tiny_study["data_kw"]["data"], image_size=IMAGE_SIZE, protocol="paper",
+                               early_stopping_rounds=None)
+    image_set = tiny_study["image_set"]
+    split = study.split(inputs, image_set.segments)
+    fit_kw = {"params": table8.PAPER_TABLE4_PARAMS, "num_boost_round": 5}
+    with efficiency_steps.lightgbm_step_data(inputs, image_set, split) as data:
+        assert data["max_bin"] == inputs.max_bin and data["num_class"] == 2
+        report = efficiency_steps.lightgbm_fit_step(**data, **fit_kw)
+        measured = efficiency.measure_step("genrestudy.efficiency_steps:lightgbm_fit_step", {**data, **fit_kw})
+        folder = data["data_dir"]
+    assert not __import__("os").path.exists(folder)  # the step's arrays are removed afterwards
     assert report["train_rows"] == 32 and report["best_iteration"] == 5 and report["seconds"] > 0
     assert len(_entries(tiny_study["base"], "features")) == 1  # the input's cache, built once
-    measured = efficiency.measure_step("genrestudy.efficiency_steps:lightgbm_fit_step", kw)
+    # the fit's process imports LightGBM, never Keras or TensorFlow (Table 8's RAM is LightGBM's own)
+    assert measured["result"]["frameworks"] == ["lightgbm"]
+    assert measured["imported"] == ["lightgbm", "genrestudy.classifiers"]
     assert measured["result"]["train_rows"] == 32
-    # the frameworks are imported before the call, so they are not counted as the step's memory
-    assert measured["rss_before_mb"] > 200 and measured["peak_rss_mb"] > measured["rss_before_mb"]
+    assert 0 < measured["rss_before_mb"] < measured["peak_rss_mb"]
+
+
+def test_keras_steps_import_keras_before_they_are_measured():
+    for name in ("end_to_end_fit_step", "extraction_step"):
+        assert "keras" in getattr(efficiency_steps, name).step_imports
+    assert "keras" not in efficiency_steps.lightgbm_fit_step.step_imports
 
 
 def test_extraction_step_computes_features_without_the_feature_cache(tiny_study):

@@ -189,3 +189,75 @@ def test_default_first_rung_has_at_least_three_rounds(data, n_candidates, rounds
                           mode="halving", num_boost_round=rounds, progress=False)
     assert planned == [schedule[0][1]]
     assert search.halving_schedule(n_candidates, min_resources=schedule[0][1], max_resources=rounds) == schedule
+
+
+# ---------------------------------------------------------------- Random Search's learning-rate prior
+
+def test_learning_rate_distribution_is_a_stated_choice_with_a_uniform_option():
+    low, high = min(search.TABLE2_GRID["learning_rate"]), max(search.TABLE2_GRID["learning_rate"])
+    below = {}
+    for name in search.LEARNING_RATE_DISTRIBUTIONS:
+        rates = pd.DataFrame(search.random_candidates(4000, seed=0, learning_rate=name))["learning_rate"]
+        assert low <= rates.min() and rates.max() <= high
+        below[name] = float((rates < 0.02).mean())
+    # log-uniform: ln 4 / ln 6 of the draws below 0.02; uniform: (0.02 - 0.005) / 0.025
+    assert below["log-uniform"] == pytest.approx(np.log(4) / np.log(6), abs=0.03)
+    assert below["uniform"] == pytest.approx(0.6, abs=0.03)
+    assert search.random_candidates(5, seed=1) == search.random_candidates(5, seed=1, learning_rate="log-uniform")
+    with pytest.raises(ValueError, match="unknown learning-rate distribution 'normal'"):
+        search.random_space("normal")
+    table = search.spaces_table(learning_rate="uniform").set_index("parameter")
+    assert table.loc["learning_rate", "random distribution"] == "uniform"
+    assert search.spaces_table().set_index("parameter").loc["learning_rate", "random distribution"] == "loguniform"
+
+
+def test_each_learning_rate_distribution_has_its_own_cached_search(data, tmp_path):
+    train, _, _ = data
+    kw = dict(budget=3, seed=0, num_boost_round=4, early_stopping_rounds=None, n_jobs=1, progress=False,
+              cache_root=tmp_path)
+    log_uniform = tuning.cached_search(train, "random", **kw)
+    uniform = tuning.cached_search(train, "random", random_learning_rate="uniform", **kw)
+    assert uniform.trace["learning_rate"].tolist() != log_uniform.trace["learning_rate"].tolist()
+    assert uniform.settings["random_learning_rate"] == "uniform"
+    assert len([p for p in (tmp_path / "searches").iterdir() if p.is_dir()]) == 2
+    # a grid search does not depend on the random prior: one entry for both
+    tuning.cached_search(train, "grid", **kw)
+    tuning.cached_search(train, "grid", random_learning_rate="uniform", **kw)
+    assert len([p for p in (tmp_path / "searches").iterdir() if p.is_dir()]) == 3
+
+
+def test_notebook_03_states_and_uses_its_learning_rate_distribution():
+    import json
+
+    from genrestudy import paths, profiles
+
+    path = paths.project_root() / "notebooks" / "03_tune_lightgbm.ipynb"
+    assert profiles.notebook_defaults(str(path))["random_learning_rate"] in search.LEARNING_RATE_DISTRIBUTIONS
+    cells = json.loads(path.read_text())["cells"]
+    code = "".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+    markdown = "".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+    assert "random_learning_rate=random_learning_rate" in code and "spaces_table(learning_rate=random_learning_rate)" in code
+    assert "random_learning_rate" in markdown and '"uniform"' in markdown
+
+
+# ---------------------------------------------------------------- progress in executed notebooks
+
+def test_executed_copies_get_one_line_per_step_instead_of_a_bar(data, monkeypatch, capsys):
+    from genrestudy import progress
+
+    train, _, _ = data
+    candidates = search.grid_candidates(4, seed=0)
+    monkeypatch.setenv("TQDM_DISABLE", "1")  # what run_all.sh sets for papermill runs
+    search.evaluate_candidates(train, candidates, num_boost_round=3, early_stopping_rounds=None, n_jobs=1,
+                               desc="grid search")
+    captured = capsys.readouterr()
+    assert captured.err == ""  # no bar
+    (line,) = captured.out.splitlines()
+    assert line.startswith("grid search: 4/4 in ") and line.endswith(" s")
+    search.evaluate_candidates(train, candidates, num_boost_round=3, early_stopping_rounds=None, n_jobs=1,
+                               progress=False)
+    assert capsys.readouterr().out == ""  # progress=False: nothing at all
+    monkeypatch.setenv("TQDM_DISABLE", "0")
+    assert progress.bars_wanted()
+    bar = progress.progress_bar(range(2), desc="x")  # a console or JupyterLab: tqdm's bar
+    assert not isinstance(bar, progress.OneLineProgress) and list(bar) == [0, 1]

@@ -25,11 +25,17 @@ CPU and lose precision; float32 also keeps the CPU-trained models already cached
 resolved precision is part of their key).
 
 Reduced precision is always *mixed* (:data:`POLICIES`): weights and network outputs stay float32.
-Keras is imported only inside :func:`accelerator`, so this module costs nothing to import.
+Keras is imported only inside :func:`_backend_specific`, the one function that talks to the
+backend's framework, so this module costs nothing to import.
 """
 from __future__ import annotations
 
+import logging
+import os
+import sys
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 #: precisions a frozen network can run inference in ("auto": see the module docstring)
 INFERENCE_PRECISIONS = ("auto", "float32", "bfloat16", "float16")
@@ -39,22 +45,97 @@ TRAINING_PRECISIONS = ("auto", "float32", "bfloat16")
 POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 
 
+#: environment settings that make a framework take GPU memory as it needs it instead of all of it at its
+#: first GPU call (TensorFlow reads its variable when it initialises the GPU, JAX at import; torch allocates
+#: lazily already)
+MEMORY_GROWTH_ENV = {"TF_FORCE_GPU_ALLOW_GROWTH": "true", "XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
+
+
+def _backend_specific(request: str):
+    """THE PACKAGE'S ONE BACKEND-SPECIFIC FUNCTION: every question put to the Keras backend's
+    framework (TensorFlow, JAX or torch) directly; nothing else in genrestudy calls one.
+
+    ``request`` is ``"accelerator"`` (``"gpu"``/``"cpu"``), ``"memory_growth"`` (True when
+    memory growth holds for this process: set before the framework took the GPU) or
+    ``"gpu_peak_bytes"`` (the allocator's peak on the first GPU, None where not reported).
+    """
+    if request == "memory_growth":
+        tf = sys.modules.get("tensorflow")  # not imported yet: MEMORY_GROWTH_ENV, set already, will do
+        if tf is None or not hasattr(tf, "config"):
+            return True
+        try:
+            for gpu in tf.config.list_physical_devices("GPU"):
+                tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError:  # the GPU is initialised already: too late for this process
+            return False
+        return True
+    import keras
+
+    backend = keras.config.backend()
+    if request == "accelerator":
+        if backend == "torch":
+            import torch
+
+            return "gpu" if torch.cuda.is_available() else "cpu"
+        try:
+            return "gpu" if keras.distribution.list_devices("gpu") else "cpu"
+        except RuntimeError:  # jax raises when it has no GPU platform at all
+            return "cpu"
+    if request == "gpu_peak_bytes":
+        if backend == "torch":
+            import torch
+
+            return float(torch.cuda.max_memory_allocated())
+        if backend == "jax":
+            import jax
+
+            stats = jax.devices()[0].memory_stats() or {}
+            return float(stats["peak_bytes_in_use"]) if "peak_bytes_in_use" in stats else None
+        import tensorflow as tf
+
+        return float(tf.config.experimental.get_memory_info("GPU:0")["peak"])
+    raise ValueError(f"unknown backend request {request!r}")
+
+
+_memory_growth: bool | None = None  # this process's answer, once asked
+
+
+def enable_memory_growth() -> bool:
+    """Let the framework take GPU memory as it needs it, not all of it at once. Call it before
+    any model loads (notebook 08 does, and so does every step it measures in a fresh process).
+
+    By default TensorFlow reserves all of a GPU's memory for the first process that uses
+    it, so a notebook that loads a model before starting the processes it measures in would
+    leave them no GPU. Harmless without a GPU. Returns False, with a warning, when this
+    process took the GPU before the call (then it holds what it reserved).
+    """
+    global _memory_growth
+    if _memory_growth is None:
+        for name, value in MEMORY_GROWTH_ENV.items():
+            os.environ.setdefault(name, value)
+        _memory_growth = bool(_backend_specific("memory_growth"))
+        if not _memory_growth:
+            log.warning("GPU memory growth could not be enabled: this process initialised the GPU before "
+                        "device.enable_memory_growth() was called")
+    return _memory_growth
+
+
 def accelerator() -> str:
     """``"gpu"`` when the Keras backend sees a GPU, else ``"cpu"``.
 
-    The package's one backend-specific function: each Keras backend reports its devices its
-    own way, and nothing else in genrestudy asks the backend's framework directly.
+    Asking initialises the device, so memory growth is enabled first (:func:`enable_memory_growth`).
     """
-    import keras
+    enable_memory_growth()
+    return _backend_specific("accelerator")
 
-    if keras.config.backend() == "torch":
-        import torch
 
-        return "gpu" if torch.cuda.is_available() else "cpu"
-    try:
-        return "gpu" if keras.distribution.list_devices("gpu") else "cpu"
-    except RuntimeError:  # jax raises when it has no GPU platform at all
-        return "cpu"
+def gpu_peak_mb() -> float | None:
+    """Peak GPU memory this process's framework allocated (MB), under every Keras backend; None
+    without a GPU or where the backend does not report it."""
+    if accelerator() != "gpu":
+        return None
+    peak = _backend_specific("gpu_peak_bytes")
+    return None if peak is None else peak / 1e6
 
 
 def cpu_supports_bfloat16() -> bool:

@@ -2,8 +2,11 @@
 
 Memory is the resident set size (RSS) of a *fresh* subprocess that runs only the step,
 sampled by memory-profiler while it runs, so one step's allocations never hide in
-another's, and the interpreter and library imports are reported apart from the step
-itself (``rss_before_mb``). Latency is timed after warm-up calls, over many repeats, and
+another's, and the interpreter and the imports the step declares
+(:func:`genrestudy.efficiency_steps.step`) are reported apart from the step itself
+(``rss_before_mb``). The child enables GPU memory growth before it imports anything
+(:func:`genrestudy.device.enable_memory_growth`), so no process, the parent included, takes
+a whole GPU from the steps measured after it. Latency is timed after warm-up calls, over many repeats, and
 reported as median and interquartile range per sample.
 """
 from __future__ import annotations
@@ -35,8 +38,9 @@ def measure_step(target: str, kwargs: dict | None = None, *, interval: float = 0
                  env: dict | None = None, timeout: float | None = None) -> dict:
     """Run ``module:function(**kwargs)`` in a fresh Python process and measure it.
 
-    The child imports the function's module, records its RSS, then times the call alone.
-    The parent samples the child's RSS (children included) with memory-profiler.
+    The child enables GPU memory growth, imports the function's module and the modules the
+    function declares (``step_imports``), records its RSS, then times the call alone. The
+    parent samples the child's RSS (children included) with memory-profiler.
 
     Parameters
     ----------
@@ -52,7 +56,8 @@ def measure_step(target: str, kwargs: dict | None = None, *, interval: float = 0
     dict
         ``seconds`` (the call alone), ``peak_rss_mb`` (whole process), ``rss_before_mb``
         (after imports, before the call), ``step_rss_mb`` (peak minus before), ``result``
-        (the function's return value if JSON-serialisable, else its ``repr``).
+        (the function's return value if JSON-serialisable, else its ``repr``), ``imported``
+        (the step's declared imports).
 
     Raises
     ------
@@ -64,7 +69,9 @@ def measure_step(target: str, kwargs: dict | None = None, *, interval: float = 0
     with tempfile.TemporaryDirectory(prefix="genrestudy-step-") as tmp:
         out = Path(tmp) / "result.json"
         cmd = [sys.executable, "-m", "genrestudy.efficiency", target, json.dumps(kwargs or {}), str(out)]
-        child_env = {**os.environ, **(env or {})}
+        from .device import MEMORY_GROWTH_ENV
+
+        child_env = {**MEMORY_GROWTH_ENV, **os.environ, **(env or {})}
         proc = subprocess.Popen(cmd, env=child_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         samples = memory_usage(proc, interval=interval, include_children=True, multiprocess=False,
                                timeout=timeout, retval=False)
@@ -82,7 +89,13 @@ def measure_step(target: str, kwargs: dict | None = None, *, interval: float = 0
 def _run_child(target: str, kwargs_json: str, out_path: str) -> None:
     import psutil
 
+    from genrestudy import device
+
+    device.enable_memory_growth()  # before any framework can take the GPU
     func = _resolve(target)
+    imported = list(getattr(func, "step_imports", ()))
+    for module in imported:
+        importlib.import_module(module)
     me = psutil.Process()
     before = me.memory_info().rss / 1e6
     start = time.perf_counter()
@@ -93,7 +106,7 @@ def _run_child(target: str, kwargs_json: str, out_path: str) -> None:
     except (TypeError, ValueError):
         result = repr(result)[:200]
     child_peak = _own_peak_rss_mb()
-    Path(out_path).write_text(json.dumps({"seconds": seconds, "rss_before_mb": before,
+    Path(out_path).write_text(json.dumps({"seconds": seconds, "rss_before_mb": before, "imported": imported,
                                           "child_peak_mb": child_peak, "result": result}))
 
 

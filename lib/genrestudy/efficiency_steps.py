@@ -2,11 +2,18 @@
 
 :func:`genrestudy.efficiency.measure_step` runs ``"genrestudy.efficiency_steps:<function>"``
 with JSON keyword arguments in a new Python process and samples its memory. Each function
-here therefore takes only JSON-able arguments, rebuilds its inputs from the caches of the
-earlier steps (instant when they exist) and then runs **exactly one step**: fitting the
-end-to-end model, fitting LightGBM, or extracting features. The step's own product is never
-taken from a cache: its output goes to a throwaway folder (or is not cached at all), so the
-measured time and memory are those of really computing it.
+here therefore takes only JSON-able arguments, rebuilds its inputs (from the caches of the
+earlier steps, instant when they exist, or from arrays the parent wrote) and then runs
+**exactly one step**: fitting the end-to-end model, fitting LightGBM, or extracting features.
+The step's own product is never taken from a cache: its output goes to a throwaway folder
+(or is not cached at all), so the measured time and memory are those of really computing it.
+
+A step's process imports what that step needs and nothing else: this module imports only
+numpy at its top, and each step names its frameworks (:func:`step`), which the child imports
+before it records the memory "after the imports". The LightGBM fit therefore runs in a
+process without Keras or TensorFlow (the bulk of a Keras step's memory before any work), reading the
+features, labels and split the parent wrote for it (:func:`lightgbm_step_data`), as a
+deployed LightGBM model would run.
 
 :func:`end_to_end_predictor` and :func:`hybrid_predictor` are the two pipelines' segment
 predictions at a chosen batch size (images in, class probabilities out), for
@@ -15,30 +22,59 @@ predictions at a chosen batch size (images in, class probabilities out), for
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
-# Imported here, not inside the steps: measure_step records the process's memory after the
-# module's imports (``rss_before_mb``) and before the call, so the frameworks' own footprint
-# is reported apart from what a step allocates.
-from . import backbones, classifiers, device, endtoend, features, paths, study
-from .methods import end_to_end
+from . import device
 
 log = logging.getLogger(__name__)
+
+#: frameworks whose presence in a step's process Table 8 reports
+FRAMEWORKS = ("keras", "tensorflow", "torch", "jax", "lightgbm")
+
+
+def step(*imports: str) -> Callable:
+    """Mark a measured step and the modules its process imports before it is measured.
+
+    :func:`genrestudy.efficiency.measure_step` imports ``imports`` in the step's fresh process
+    and then records its memory (``rss_before_mb``), so the frameworks' own footprint is
+    reported apart from what the step allocates, and no step pays for another's frameworks.
+    """
+    def mark(func: Callable) -> Callable:
+        func.step_imports = tuple(imports)
+        return func
+
+    return mark
+
+
+def frameworks_loaded() -> list[str]:
+    """The frameworks of :data:`FRAMEWORKS` this process has imported."""
+    return [name for name in FRAMEWORKS if name in sys.modules]
+
+
+_KERAS_STEP = ("keras", "genrestudy.study", "genrestudy.backbones", "genrestudy.features", "genrestudy.endtoend",
+               "genrestudy.methods")
 
 
 def _inputs_and_images(inputs: dict):
     """The study inputs given as keywords (JSON through the step's subprocess), and their images."""
+    from . import study
+
     given = study.StudyInputs(**inputs)
     return given, study.image_set(given)
 
 
 def _images_and_split(inputs: dict):
     """The study inputs, their images and their split."""
+    from . import study
+
     given, image_set = _inputs_and_images(inputs)
     return given, image_set, study.split(given, image_set.segments)
 
@@ -61,29 +97,7 @@ def limit_training_rows(split, max_train_images: int | None, *, seed: int = 0) -
     return values
 
 
-def gpu_peak_mb() -> float | None:
-    """Peak GPU memory this process allocated (MB), or None without a GPU or a backend that reports it.
-
-    Read through the Keras backend's own framework (torch, jax); the TensorFlow backend is not
-    queried here (the package makes no TensorFlow calls), so it reports None.
-    """
-    import keras
-
-    if device.accelerator() != "gpu":
-        return None
-    backend = keras.config.backend()
-    if backend == "torch":
-        import torch
-
-        return float(torch.cuda.max_memory_allocated()) / 1e6
-    if backend == "jax":
-        import jax
-
-        stats = jax.devices()[0].memory_stats() or {}
-        return float(stats["peak_bytes_in_use"]) / 1e6 if "peak_bytes_in_use" in stats else None
-    return None
-
-
+@step(*_KERAS_STEP)
 def end_to_end_fit_step(*, settings: dict | None = None, max_train_images: int | None = None, **inputs) -> dict:
     """Train the end-to-end ResNet-50 once, from scratch (its cache is a throwaway folder).
 
@@ -102,6 +116,9 @@ def end_to_end_fit_step(*, settings: dict | None = None, max_train_images: int |
     dict
         ``seconds`` (training alone), ``epochs``, ``train_images``, ``device``, ``gpu_peak_mb``.
     """
+    from . import endtoend
+    from .methods import end_to_end
+
     given, image_set, split = _images_and_split(inputs)
     split = limit_training_rows(split, max_train_images, seed=given.split_seed)
     train_settings = end_to_end.train_settings(given, **(settings or {}))
@@ -111,42 +128,64 @@ def end_to_end_fit_step(*, settings: dict | None = None, max_train_images: int |
         training = result.meta["training"]
     return {"seconds": float(training["seconds_total"]), "epochs": int(training["epochs"]),
             "train_images": int(training["split"]["train"]), "device": training["device"],
-            "gpu_peak_mb": gpu_peak_mb()}
+            "gpu_peak_mb": device.gpu_peak_mb()}
 
 
-def lightgbm_fit_step(*, params: dict | None = None, num_boost_round: int = 100, seed: int = 0, **inputs) -> dict:
-    """Fit LightGBM once on the cached ResNet-50 features (binning included, nothing cached).
+@contextmanager
+def lightgbm_step_data(inputs, image_set, split) -> Iterator[dict]:
+    """The LightGBM step's data, written for its process: the keywords :func:`lightgbm_fit_step` needs.
+
+    The study's features of ``image_set`` (notebook 02's cache), their labels and ``split`` are
+    saved as ``.npy`` files in a temporary folder, removed when the ``with`` block ends, so the
+    step's process reads arrays and never imports the code that made them.
+    """
+    from . import study
+
+    feature_set = study.feature_set(inputs, image_set, progress=False)
+    with tempfile.TemporaryDirectory(prefix="genrestudy-lightgbm-step-") as tmp:
+        np.save(Path(tmp) / "features.npy", np.asarray(feature_set.features))
+        np.save(Path(tmp) / "labels.npy", np.asarray(feature_set.labels))
+        np.save(Path(tmp) / "split.npy", np.asarray(split, dtype=str))
+        yield {"data_dir": tmp, "num_class": len(feature_set.classes), "max_bin": int(inputs.max_bin),
+               "early_stopping_rounds": inputs.early_stopping_rounds}
+
+
+@step("lightgbm", "genrestudy.classifiers")
+def lightgbm_fit_step(*, data_dir: str, num_class: int, max_bin: int, early_stopping_rounds: int | None,
+                      params: dict | None = None, num_boost_round: int = 100, seed: int = 0) -> dict:
+    """Fit LightGBM once on the features :func:`lightgbm_step_data` wrote (binning included, nothing cached).
 
     Parameters
     ----------
+    data_dir, num_class, max_bin, early_stopping_rounds
+        From :func:`lightgbm_step_data`: the arrays' folder and the study's binning and patience.
     params : dict
         LightGBM parameters (e.g. :data:`genrestudy.table8.PAPER_TABLE4_PARAMS`).
     num_boost_round, seed
-        As in :func:`genrestudy.classifiers.fit_lightgbm` (early stopping and binning: the inputs').
-    **inputs
-        Fields of :class:`genrestudy.study.StudyInputs` (images, split, backbone; from their caches).
+        As in :func:`genrestudy.classifiers.fit_lightgbm`.
 
     Returns
     -------
     dict
-        ``seconds`` (binning + boosting), ``best_iteration``, ``train_rows``, ``valid_accuracy``.
+        ``seconds`` (binning + boosting), ``best_iteration``, ``train_rows``, ``valid_accuracy``,
+        ``frameworks`` (those this process had imported: LightGBM alone, no Keras).
     """
-    import os
+    from . import classifiers
 
-    given, image_set, split = _images_and_split(inputs)
-    feature_set = study.feature_set(given, image_set, progress=False)
-    X = np.asarray(feature_set.features)  # read the memmap now, so the fit's time is the fit's
+    folder = Path(data_dir)
+    X, labels = np.load(folder / "features.npy"), np.load(folder / "labels.npy")
+    split = np.load(folder / "split.npy")
     started = time.perf_counter()
-    train = classifiers.training_data(X, feature_set.labels, split, num_class=len(feature_set.classes),
-                                      max_bin=given.max_bin)
+    train = classifiers.training_data(X, labels, split, num_class=num_class, max_bin=max_bin)
     fit = classifiers.fit_lightgbm(train, params or {}, num_boost_round=num_boost_round,
-                                   early_stopping_rounds=given.early_stopping_rounds, seed=seed,
+                                   early_stopping_rounds=early_stopping_rounds, seed=seed,
                                    num_threads=os.cpu_count() or 1)
     seconds = time.perf_counter() - started
     return {"seconds": seconds, "best_iteration": fit.best_iteration, "train_rows": int(len(train.y_train)),
-            "valid_accuracy": fit.valid_accuracy}
+            "valid_accuracy": fit.valid_accuracy, "frameworks": frameworks_loaded()}
 
 
+@step(*_KERAS_STEP)
 def extraction_step(*, batch_size: int = 32, max_images: int | None = None, **inputs) -> dict:
     """Extract backbone features once: the network built, then the images streamed through it.
 
@@ -169,6 +208,8 @@ def extraction_step(*, batch_size: int = 32, max_images: int | None = None, **in
         ``seconds`` (build + extraction), ``build_seconds``, ``extract_seconds``, ``images``,
         ``images_per_second``, ``precision``, ``gpu_peak_mb``.
     """
+    from . import backbones, features
+
     given, image_set = _inputs_and_images(inputs)
     backbone = given.backbone
     n = len(image_set) if max_images is None else min(int(max_images), len(image_set))
@@ -185,7 +226,7 @@ def extraction_step(*, batch_size: int = 32, max_images: int | None = None, **in
     features.check_features(out)
     return {"seconds": done - started, "build_seconds": built - started, "extract_seconds": done - built,
             "images": n, "images_per_second": n / (done - built), "precision": resolved,
-            "gpu_peak_mb": gpu_peak_mb()}
+            "gpu_peak_mb": device.gpu_peak_mb()}
 
 
 def end_to_end_predictor(model) -> Callable[[np.ndarray], np.ndarray]:
@@ -194,6 +235,8 @@ def end_to_end_predictor(model) -> Callable[[np.ndarray], np.ndarray]:
     ``predict(images)`` takes ``(n, size, size)`` uint8 grey images and runs them as one batch
     of ``n`` (the loaded model's ``segment_probabilities`` pads to a clip's segments instead).
     """
+    from . import backbones
+
     backbone = model.header["backbone"]
 
     def predict(images: np.ndarray) -> np.ndarray:
@@ -206,6 +249,8 @@ def end_to_end_predictor(model) -> Callable[[np.ndarray], np.ndarray]:
 def hybrid_predictor(model) -> Callable[[np.ndarray], np.ndarray]:
     """Segment probabilities of a :class:`~genrestudy.predict.HybridModel` (features, then LightGBM)
     at the batch's own size."""
+    from . import classifiers, features
+
     backbone = model.header["backbone"]
 
     def predict(images: np.ndarray) -> np.ndarray:
@@ -229,9 +274,8 @@ def prediction_models(inputs, image_set, split, *, params: dict, num_boost_round
     dict
         ``{"end_to_end": EndToEndModel, "hybrid": HybridModel}``.
     """
-    import os
-
-    from . import predict
+    from . import classifiers, paths, predict, study
+    from .methods import end_to_end
 
     trained = end_to_end.train_on_split(image_set, split, end_to_end.train_settings(inputs))
     feature_set = study.feature_set(inputs, image_set)

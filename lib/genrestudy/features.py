@@ -155,7 +155,7 @@ def stream_features(model, images: np.ndarray, *, backbone: str = "ResNet50", ba
     np.ndarray
         ``(n, n_features)`` float32.
     """
-    from tqdm import tqdm
+    from .progress import progress_bar
 
     n = len(images)
     if batch_size < 1:
@@ -180,7 +180,7 @@ def stream_features(model, images: np.ndarray, *, backbone: str = "ResNet50", ba
 
     starts = range(0, n, batch_size)
     with ThreadPoolExecutor(max_workers=1) as pool, \
-            tqdm(total=n, desc=desc, unit="img", disable=not progress) as bar:
+            progress_bar(total=n, desc=desc, unit="img", enabled=progress) as bar:
         pending = pool.submit(prepare, starts[0])
         for i, start in enumerate(starts):
             batch = pending.result()

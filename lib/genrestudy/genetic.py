@@ -206,10 +206,10 @@ def ga_grid(populations=(5, 10, 15), generations=(10, 20, 30), **overrides) -> l
 
 def ga_runs(problem: KnnProblem, settings: list[GASettings], seeds, *, progress: bool = True) -> list[KChoice]:
     """One GA run per setting and seed."""
-    from tqdm.auto import tqdm
+    from .progress import progress_bar
 
     jobs = [(s, int(seed)) for s in settings for seed in seeds]
-    runs = [ga_knn(problem, s, seed=seed) for s, seed in tqdm(jobs, desc="GA runs", disable=not progress)]
+    runs = [ga_knn(problem, s, seed=seed) for s, seed in progress_bar(jobs, desc="GA runs", enabled=progress)]
     if progress:
         print(f"{len(runs)} GA runs in {sum(r.seconds for r in runs):.1f} s; k chosen: "
               f"{sorted(pd.Series([r.k for r in runs]).value_counts().to_dict().items())} (k: runs)")

@@ -434,11 +434,11 @@ def predict_files(paths: Iterable, model: GenreModel | None = None, *, progress:
     progress : bool
         Show a progress bar over files.
     """
-    from tqdm.auto import tqdm
+    from .progress import progress_bar
 
     model = model or load_model()
     out = []
-    for path in tqdm(list(paths), desc="predicting", unit="file", disable=not progress):
+    for path in progress_bar(list(paths), desc="predicting", unit="file", enabled=progress):
         try:
             out.append(predict_file(path, model))
         except (AudioError, ClipTooShortError, OSError) as exc:

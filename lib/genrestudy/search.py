@@ -4,10 +4,13 @@
   fixed at 1 for every configuration: LightGBM ignores ``bagging_fraction`` unless
   ``bagging_freq > 0`` and Table 2 does not set it: at LightGBM's default (0) one of the eight
   axes is a no-op and two thirds of the 6,561 fits repeat the other third.
-* :data:`RANDOM_SPACE` spans the same box: integers where the grid's axis is an integer,
-  continuous uniform draws for the fractions and regularisation strengths, log-uniform for the
-  learning rate (the paper's Random Search drew continuous values too; unlike the paper, the
-  draws stay inside the grid's bounds, so both searches explore the same region).
+* :func:`random_space` spans the same box: integers where the grid's axis is an integer,
+  continuous uniform draws for the fractions and regularisation strengths (the paper's Random
+  Search drew continuous values too; unlike the paper, the draws stay inside the grid's
+  bounds, so both searches explore the same region). The learning rate's distribution is a
+  stated choice: ``"log-uniform"`` (:data:`RANDOM_SPACE`) puts ln 4 / ln 6 of its draws below
+  0.02, where the grid has one value of three, and halving cuts slow learners first;
+  ``"uniform"`` spreads them as the grid does, so Grid vs Random compares strategies, not priors.
 * Candidates come from scikit-learn's ``ParameterGrid`` / ``ParameterSampler``; every fit is
   scored by validation accuracy at its early-stopping round (see :mod:`genrestudy.classifiers`);
   the test split is never seen by a search.
@@ -34,9 +37,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 from sklearn.model_selection import ParameterGrid, ParameterSampler
-from tqdm.auto import tqdm
-
 from .classifiers import BoostingState, TrainingData, fit_lightgbm
+from .progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -52,17 +54,31 @@ TABLE2_GRID: dict[str, list] = {
     "feature_fraction": [0.6, 0.7, 0.8],
 }
 
-#: Random Search's distributions, spanning Table 2's bounds (randint's upper bound is exclusive)
-RANDOM_SPACE: dict = {
-    "num_leaves": stats.randint(16, 33),
-    "max_depth": stats.randint(4, 7),
-    "min_child_samples": stats.randint(20, 51),
-    "learning_rate": stats.loguniform(0.005, 0.03),
-    "reg_alpha": stats.uniform(2.0, 6.0),
-    "reg_lambda": stats.uniform(5.0, 7.0),
-    "bagging_fraction": stats.uniform(0.6, 0.2),
-    "feature_fraction": stats.uniform(0.6, 0.2),
-}
+#: Random Search's learning-rate distributions over Table 2's range (:func:`random_space`)
+LEARNING_RATE_DISTRIBUTIONS = ("log-uniform", "uniform")
+
+
+def random_space(learning_rate: str = "log-uniform") -> dict:
+    """Random Search's distributions over Table 2's bounds (randint's upper bound is exclusive),
+    the learning rate drawn ``"log-uniform"`` or ``"uniform"`` (:data:`LEARNING_RATE_DISTRIBUTIONS`)."""
+    if learning_rate not in LEARNING_RATE_DISTRIBUTIONS:
+        raise ValueError(f"unknown learning-rate distribution {learning_rate!r}; "
+                         f"expected one of {', '.join(LEARNING_RATE_DISTRIBUTIONS)}")
+    low, high = min(TABLE2_GRID["learning_rate"]), max(TABLE2_GRID["learning_rate"])
+    rate = stats.loguniform(low, high) if learning_rate == "log-uniform" else stats.uniform(low, high - low)
+    return {
+        "num_leaves": stats.randint(16, 33),
+        "max_depth": stats.randint(4, 7),
+        "min_child_samples": stats.randint(20, 51),
+        "learning_rate": rate,
+        "reg_alpha": stats.uniform(2.0, 6.0),
+        "reg_lambda": stats.uniform(5.0, 7.0),
+        "bagging_fraction": stats.uniform(0.6, 0.2),
+        "feature_fraction": stats.uniform(0.6, 0.2),
+    }
+
+
+RANDOM_SPACE: dict = random_space("log-uniform")  #: the default Random Search space
 
 #: Fewest boosting rounds of a first halving rung by default. After one round a candidate's
 #: validation accuracy does not depend on its learning rate (one tree per class, argmax over
@@ -87,11 +103,14 @@ def grid_candidates(budget: int | None = None, *, seed: int = 0, grid: dict | No
     return [dict(p) for p in ParameterSampler(grid, n_iter=budget, random_state=seed)]
 
 
-def random_candidates(n_iter: int, *, seed: int = 0, space: dict | None = None) -> list[dict]:
-    """``n_iter`` draws from :data:`RANDOM_SPACE` (or ``space``), reproducible by ``seed``."""
+def random_candidates(n_iter: int, *, seed: int = 0, space: dict | None = None,
+                      learning_rate: str = "log-uniform") -> list[dict]:
+    """``n_iter`` draws from :func:`random_space` with the ``learning_rate`` distribution (or from
+    ``space``), reproducible by ``seed``."""
     if n_iter < 1:
         raise ValueError(f"n_iter must be a positive number of configurations, got {n_iter}")
-    draws = ParameterSampler(RANDOM_SPACE if space is None else space, n_iter=n_iter, random_state=seed)
+    draws = ParameterSampler(random_space(learning_rate) if space is None else space, n_iter=n_iter,
+                             random_state=seed)
     return [{k: (v.item() if isinstance(v, np.generic) else v) for k, v in p.items()} for p in draws]
 
 
@@ -205,7 +224,7 @@ def evaluate_candidates(data: TrainingData, candidates: list[dict], *, num_boost
             parallel = joblib.Parallel(n_jobs=n_jobs, return_as="generator_unordered")
         else:
             parallel = joblib.Parallel(n_jobs=n_workers, prefer="threads", return_as="generator_unordered")
-        rows = list(tqdm(parallel(tasks), total=len(candidates), desc=desc, disable=not progress, leave=False))
+        rows = list(progress_bar(parallel(tasks), total=len(candidates), desc=desc, enabled=progress, leave=False))
     frame = pd.DataFrame(rows).sort_values("candidate", kind="stable").reset_index(drop=True)
     return frame
 
@@ -376,14 +395,16 @@ def grid_search(data: TrainingData, *, budget: int | None = None, grid: dict | N
 
 
 def random_search(data: TrainingData, *, n_iter: int, space: dict | None = None, seed: int = 0,
-                  **search_kw) -> SearchResult:
-    """Random Search: ``n_iter`` draws from :data:`RANDOM_SPACE` (``search_kw`` as in :func:`run_search`)."""
-    return run_search(data, random_candidates(n_iter, seed=seed, space=space), method="random", seed=seed,
-                      **search_kw)
+                  learning_rate: str = "log-uniform", **search_kw) -> SearchResult:
+    """Random Search: ``n_iter`` draws from :func:`random_space` (``search_kw`` as in :func:`run_search`)."""
+    candidates = random_candidates(n_iter, seed=seed, space=space, learning_rate=learning_rate)
+    return run_search(data, candidates, method="random", seed=seed, **search_kw)
 
 
-def spaces_table(grid: dict | None = None, space: dict | None = None) -> pd.DataFrame:
-    """Grid Search's values and Random Search's distribution of every parameter, one row each."""
-    grid, space = grid or TABLE2_GRID, space or RANDOM_SPACE
+def spaces_table(grid: dict | None = None, space: dict | None = None, *,
+                 learning_rate: str = "log-uniform") -> pd.DataFrame:
+    """Grid Search's values and Random Search's distribution of every parameter, one row each
+    (the random space: ``space``, else :func:`random_space` with the ``learning_rate`` distribution)."""
+    grid, space = grid or TABLE2_GRID, space or random_space(learning_rate)
     return pd.DataFrame([{"parameter": name, "grid values": values, "random distribution": space[name].dist.name,
                           "random support": space[name].support()} for name, values in grid.items()])

@@ -17,6 +17,9 @@ PAPER_TABLE8 = {
     "predict_seconds_per_sample": {"end_to_end": 0.004406, "hybrid": 0.005330},
 }
 
+#: the paper's LightGBM rounds (Fig 6: up to 2000 iterations); fewer in Table 8's fit is a reduced measurement
+PAPER_LIGHTGBM_ROUNDS = 2000
+
 #: Table 4 of the paper: its Grid Search winner (the LightGBM configuration Table 8 times here)
 PAPER_TABLE4_PARAMS = {"num_leaves": 16, "max_depth": 6, "learning_rate": 0.03, "min_child_samples": 20,
                        "reg_alpha": 4.0, "reg_lambda": 6.0, "bagging_fraction": 0.8, "feature_fraction": 0.8}
@@ -36,7 +39,9 @@ def efficiency_table(*, end_to_end_fit: dict, lightgbm_fit: dict, extraction: di
         kind ``"batch1"``, ``"batched"`` or ``"file"`` (:func:`genrestudy.efficiency.latency`).
     settings : dict
         ``{"end_to_end_fit", "lightgbm_fit", "extraction", "latency"}``: one line each on what
-        was measured (sizes, epochs, reductions).
+        was measured (sizes, epochs, reductions; :func:`measurement_notes`). A step whose line
+        says ``REDUCED`` is flagged in the ``end_to_end_reduced`` / ``hybrid_reduced`` columns
+        of every row it measured (and Fig 12 marks its bars).
     hardware : str
         :func:`genrestudy.efficiency.hardware`.
     """
@@ -46,24 +51,33 @@ def efficiency_table(*, end_to_end_fit: dict, lightgbm_fit: dict, extraction: di
     e2e, lgb, ext = end_to_end_fit, lightgbm_fit, extraction
     paper = PAPER_TABLE8
     nan = float("nan")
+    reduced = {step: "REDUCED" in settings[step] for step in ("end_to_end_fit", "lightgbm_fit", "extraction")}
+    fits, ext_only = (reduced["end_to_end_fit"], reduced["lightgbm_fit"]), (False, reduced["extraction"])
+    imports = "; ".join(f"{name}: {', '.join(report.get('imported') or ['nothing declared'])}"
+                        for name, report in (("end-to-end", e2e), ("LightGBM", lgb)))
     rows = [
         ("training time (fit alone)", "s", e2e["result"]["seconds"], lgb["result"]["seconds"],
          paper["training_seconds"]["end_to_end"], paper["training_seconds"]["hybrid"],
-         f"end-to-end: {settings['end_to_end_fit']}; hybrid: {settings['lightgbm_fit']}"),
+         f"end-to-end: {settings['end_to_end_fit']}; hybrid: {settings['lightgbm_fit']}", fits),
         ("feature extraction time (the hybrid needs it too)", "s", nan, ext["result"]["seconds"], nan, nan,
-         settings["extraction"]),
+         settings["extraction"], ext_only),
         ("peak RAM of the step's process (RSS)", "MB", e2e["peak_rss_mb"], lgb["peak_rss_mb"],
          paper["peak_ram_mb"]["end_to_end"], paper["peak_ram_mb"]["hybrid"],
-         "fresh subprocess, RSS sampled by memory-profiler every 20 ms (and the process's own VmHWM peak), imports included"),
+         "fresh subprocess importing only what its step needs (frameworks in the LightGBM fit's process: "
+         f"{', '.join(lgb['result'].get('frameworks') or ['not reported'])}), RSS sampled by memory-profiler "
+         "every 20 ms (and the process's own VmHWM peak), imports included", fits),
         ("peak RAM above the imports", "MB", e2e["step_rss_mb"], lgb["step_rss_mb"], nan, nan,
-         "peak RSS minus RSS after importing keras/lightgbm/genrestudy, before the step"),
+         f"peak RSS minus RSS after the step's own imports ({imports}), before the step", fits),
         ("feature extraction peak RAM (RSS)", "MB", nan, ext["peak_rss_mb"], nan,
-         paper["extraction_peak_ram_mb"]["hybrid"], settings["extraction"]),
+         paper["extraction_peak_ram_mb"]["hybrid"], settings["extraction"], ext_only),
     ]
-    gpu = [r["result"].get("gpu_peak_mb") for r in (e2e, lgb)]
-    if any(g is not None for g in gpu):
-        rows.append(("peak GPU memory of the fit", "MB", gpu[0] if gpu[0] is not None else nan, nan, nan, nan,
-                     "the Keras backend's allocator peak"))
+    gpu = {name: r["result"].get("gpu_peak_mb") for name, r in (("fit", e2e), ("extraction", ext))}
+    if gpu["fit"] is not None:
+        rows.append(("peak GPU memory of the fit", "MB", gpu["fit"], nan, nan, nan,
+                     "the Keras backend's allocator peak in the step's process (LightGBM runs on the CPU)", fits))
+    if gpu["extraction"] is not None:
+        rows.append(("feature extraction peak GPU memory", "MB", nan, gpu["extraction"], nan, nan,
+                     "the Keras backend's allocator peak in the step's process", ext_only))
     labels = {"batch1": "prediction time per sample, batch of 1", "batched": "prediction time per sample, batched",
               "file": "audio file to genre, per file"}
     for kind, label in labels.items():
@@ -73,10 +87,11 @@ def efficiency_table(*, end_to_end_fit: dict, lightgbm_fit: dict, extraction: di
         paper_e2e = paper["predict_seconds_per_sample"]["end_to_end"] if kind == "batched" else nan
         paper_hyb = paper["predict_seconds_per_sample"]["hybrid"] if kind == "batched" else nan
         rows.append((f"{label} (median)", "s", a["median_s"], b["median_s"], paper_e2e, paper_hyb,
-                     how + ("; the paper does not state its batch size" if kind == "batched" else "")))
-        rows.append((f"{label} (interquartile range)", "s", a["iqr_s"], b["iqr_s"], nan, nan, how))
-    frame = pd.DataFrame(rows, columns=["measure", "unit", "end_to_end", "hybrid", "paper_end_to_end",
-                                        "paper_hybrid", "how"])
+                     how + ("; the paper does not state its batch size" if kind == "batched" else ""), (False, False)))
+        rows.append((f"{label} (interquartile range)", "s", a["iqr_s"], b["iqr_s"], nan, nan, how, (False, False)))
+    frame = pd.DataFrame([row[:-1] + row[-1] for row in rows],
+                         columns=["measure", "unit", "end_to_end", "hybrid", "paper_end_to_end", "paper_hybrid",
+                                  "how", "end_to_end_reduced", "hybrid_reduced"])
     # a ratio of two spreads means nothing: interquartile-range rows get none
     spread = frame["measure"].str.contains("interquartile")
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -102,7 +117,9 @@ def measurement_notes(measured: dict, *, settings, n_images: int, lightgbm_round
                           f"{settings.input_size} px, {settings.weights or 'random init'}, {e2e['device']}"
                           + (reduced if reduced_fit else ""),
         "lightgbm_fit": f"{lgb['best_iteration']} rounds (max {lightgbm_rounds}) on {lgb['train_rows']} rows, "
-                        "Table 4's configuration, binning included",
+                        "Table 4's configuration, binning included"
+                        + (f"{reduced[:-1]}: the paper's up to {PAPER_LIGHTGBM_ROUNDS} rounds)"
+                           if lightgbm_rounds < PAPER_LIGHTGBM_ROUNDS else ""),
         "extraction": f"{ext['images']} of {n_images} images, batch {extract_batch_size}, {ext['precision']}, "
                       "network build included" + (reduced if ext["images"] < n_images else ""),
         "latency": (f"{latency_images} test images; end-to-end network at {settings.input_size} px, "

@@ -299,13 +299,13 @@ def predict_rows(model, image_set: ImageSet, rows, *, batch_size: int = 64, prep
     (np.ndarray, float)
         ``(len(rows), n_classes)`` probabilities in row order, and the wall time of the pass.
     """
-    from tqdm.auto import tqdm
+    from .progress import progress_bar
 
     feed = ImageBatches(image_set.images, rows, image_set.labels, preprocess=preprocess, channels=channels,
                         batch_size=batch_size)
     started = time.perf_counter()
     out = []
-    for i in tqdm(range(len(feed)), desc="predicting", unit="batch", disable=not progress):
+    for i in progress_bar(range(len(feed)), desc="predicting", unit="batch", enabled=progress):
         x, _ = feed[i]
         out.append(predict_padded(model, x, batch_size))
     return np.concatenate(out), time.perf_counter() - started

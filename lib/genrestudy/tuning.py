@@ -39,12 +39,13 @@ _FORMAT_VERSION = 1
 _SPEED_ONLY = ("n_jobs", "scheduler_address", "progress")
 
 
-def candidates_of(method: str, budget: int, seed: int) -> list[dict]:
-    """The candidates of a ``"grid"`` or ``"random"`` search of ``budget`` fits."""
+def candidates_of(method: str, budget: int, seed: int, *, random_learning_rate: str = "log-uniform") -> list[dict]:
+    """The candidates of a ``"grid"`` or ``"random"`` search of ``budget`` fits (Random Search's
+    learning rate drawn from the ``random_learning_rate`` distribution, :func:`genrestudy.search.random_space`)."""
     if method == "grid":
         return grid_candidates(budget, seed=seed)
     if method == "random":
-        return random_candidates(budget, seed=seed)
+        return random_candidates(budget, seed=seed, learning_rate=random_learning_rate)
     raise ValueError(f"unknown search {method!r}; expected 'grid' or 'random'")
 
 
@@ -66,13 +67,14 @@ def _open_search(entry) -> SearchResult:
 def cached_search(data: TrainingData, method: str, *, budget: int, seed: int = 0, mode: str = "exhaustive",
                   num_boost_round: int = 1000, early_stopping_rounds: int | None = 50, n_jobs: int = 2,
                   scheduler_address: str | None = None, progress: bool = True, cache_root=None,
-                  **halving_kw) -> SearchResult:
+                  random_learning_rate: str = "log-uniform", **halving_kw) -> SearchResult:
     """Grid or Random Search of ``budget`` fits on ``data``, run once and cached.
 
     ``halving_kw`` go to :func:`genrestudy.search.run_search` (``resource``, ``factor``, ...).
-    The result's ``wall_seconds`` is the time of the run that computed it.
+    The result's ``wall_seconds`` is the time of the run that computed it. The learning-rate
+    distribution of a random search shapes its candidates, which are part of the key.
     """
-    candidates = candidates_of(method, budget, seed)
+    candidates = candidates_of(method, budget, seed, random_learning_rate=random_learning_rate)
     run_kw = dict(mode=mode, num_boost_round=num_boost_round, early_stopping_rounds=early_stopping_rounds,
                   n_jobs=n_jobs, scheduler_address=scheduler_address, progress=progress, **halving_kw)
     key = search_key(data, method, candidates, seed=seed, run_kw=run_kw)
@@ -82,7 +84,9 @@ def cached_search(data: TrainingData, method: str, *, budget: int, seed: int = 0
         cache.write_csv(entry / "trace.csv", result.trace)
         return {"method": result.method, "mode": result.mode, "best_params": result.best_params,
                 "best_valid_accuracy": result.best_valid_accuracy, "wall_seconds": result.wall_seconds,
-                "settings": {**result.settings, "budget": int(budget)}, "data": data.key}
+                "settings": {**result.settings, "budget": int(budget),
+                             **({"random_learning_rate": random_learning_rate} if method == "random" else {})},
+                "data": data.key}
 
     return cache.open_or_build(_CACHE_KIND, key, open_entry=_open_search, build=build, root=cache_root)
 
@@ -122,11 +126,13 @@ def compare_at_equal_budget(data: TrainingData, X_test: np.ndarray, y_test: np.n
                             seeds: list[int], mode: str = "exhaustive", num_boost_round: int = 1000,
                             early_stopping_rounds: int | None = 50, n_jobs: int = 2,
                             scheduler_address: str | None = None, progress: bool = True, cache_root=None,
+                            random_learning_rate: str = "log-uniform",
                             **halving_kw) -> tuple[pd.DataFrame, dict[int, dict[str, SearchResult]]]:
     """Grid vs Random at the same number of fits, the same rounds and the same data, per seed.
 
     For each seed, Grid Search gets ``budget`` points of Table 2 (all of them when ``budget >=
-    6561``) and Random Search ``budget`` draws from :data:`genrestudy.search.RANDOM_SPACE`; both
+    6561``) and Random Search ``budget`` draws from :func:`genrestudy.search.random_space` (its
+    learning rate ``random_learning_rate``: ``"log-uniform"`` or ``"uniform"``); both
     run the same mode with the same LightGBM seed (:func:`cached_search`). Each winner is
     refitted as the search selected it (:func:`refit_winner`) and scores the test split once;
     that refit is not counted in ``n_fits``.
@@ -147,7 +153,7 @@ def compare_at_equal_budget(data: TrainingData, X_test: np.ndarray, y_test: np.n
             result = cached_search(data, method, budget=budget, seed=int(seed), mode=mode,
                                    num_boost_round=num_boost_round, early_stopping_rounds=early_stopping_rounds,
                                    n_jobs=n_jobs, scheduler_address=scheduler_address, progress=progress,
-                                   cache_root=cache_root, **halving_kw)
+                                   cache_root=cache_root, random_learning_rate=random_learning_rate, **halving_kw)
             refit = refit_winner(data, result)
             test = score_test_split(refit.booster, X_test, y_test)["scores"]
             searches[seed][method] = result
