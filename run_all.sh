@@ -9,6 +9,10 @@
 #                         a profile (default: paper when data/gtzan exists, else demo), parameters
 #                         given to every notebook that has them (e.g. -p n_mels 96), and
 #                         optionally only the notebooks numbered NN (e.g. 03), same parameters
+#   ./run_all.sh --weights PATH ...   ImageNet weights from a local file or folder instead of
+#                         Keras's download (also GENRESTUDY_WEIGHTS=PATH)
+#   ./run_all.sh --profile paper --plan   print each notebook's work and its estimated duration here
+#   ./run_all.sh --profile paper --scale smoke   every notebook at toy budgets (the wiring's test)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -27,46 +31,61 @@ pinned() {
 
 setup() {
     # (re)install when the venv is missing or pyproject.toml or the pinned versions changed since
-    local want constraints
+    local want constraints extras
     constraints=$(pinned)
-    want=$(cat pyproject.toml ${constraints:+"$constraints"} | sha256sum | cut -d' ' -f1)
+    # the stack for this machine: the `gpu` extra (tensorflow[and-cuda]) where nvidia-smi answers
+    # on Linux, else CPU only (GENRESTUDY_STACK=cpu|gpu overrides; lib/genrestudy/stack.py)
+    extras=$("$PYTHON" lib/genrestudy/stack.py extras)
+    want=$({ cat pyproject.toml ${constraints:+"$constraints"}; [ "$extras" = test ] || echo "$extras"; } |
+           sha256sum | cut -d' ' -f1)
     if [ -x "$PY" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
+        "$PY" -m genrestudy.musicnn_weights fetch --if-missing || true  # fetched since? (offline: one line)
         return
     fi
-    echo "== setting up $VENV (first use or changed dependencies; a few minutes)"
+    echo "== setting up $VENV (first use or changed dependencies; a few minutes); extras: $extras"
     "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 10))' ||
         { echo "run_all.sh: Python >= 3.10 is needed ($PYTHON is $("$PYTHON" --version 2>&1))" >&2; exit 1; }
     [ -x "$PY" ] || "$PYTHON" -m venv "$VENV"
     "$PY" -m pip install --quiet --upgrade pip
     if [ -n "$constraints" ]; then
         echo "   pinned versions: $constraints (GENRESTUDY_UNPINNED=1 installs the newest allowed instead)"
-        "$PY" -m pip install --quiet -c "$constraints" -e '.[test]'
+        "$PY" -m pip install --quiet -c "$constraints" -e ".[$extras]"
     else
         echo "   no pinned versions for this Python (constraints/); installing the newest allowed by pyproject.toml"
-        "$PY" -m pip install --quiet -e '.[test]'
+        "$PY" -m pip install --quiet -e ".[$extras]"
     fi
     # the notebooks' kernel ("Python 3 (genrestudy)") is this environment's Python, inside .venv only
     "$PY" -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (genrestudy)" > /dev/null
+    "$PY" -m genrestudy.musicnn_weights fetch --if-missing || true  # musicnn's weights; offline: one line, the study runs on
     echo "$want" > "$STAMP"
 }
 
 run_study() {
-    local profile="" selected=() overrides=()
+    local profile="" selected=() overrides=() plan=""
     while [ $# -gt 0 ]; do
         case "$1" in
             --profile) profile="${2:?--profile needs demo or paper}"; shift 2 ;;
             --profile=*) profile="${1#--profile=}"; shift ;;
+            --weights) [ -e "${2:?--weights needs a file or folder}" ] ||
+                    { echo "run_all.sh: --weights $2: no such file or folder" >&2; exit 2; }
+                export GENRESTUDY_WEIGHTS; GENRESTUDY_WEIGHTS=$(cd "$(dirname "$2")" && pwd)/$(basename "$2"); shift 2 ;;
             -p|--parameter) [ $# -ge 3 ] || { echo "run_all.sh: $1 needs NAME VALUE" >&2; exit 2; }
                 overrides+=(-p "$2" "$3"); shift 3 ;;
+            --scale) export GENRESTUDY_SCALE="${2:?--scale needs full or smoke}"; shift 2 ;;
+            --plan) plan=1; shift ;;
             [0-9][0-9]) selected+=("$1"); shift ;;
-            *) echo "run_all.sh: unknown argument '$1' (expected --profile demo|paper, -p NAME VALUE, or notebook numbers like 03)" >&2; exit 2 ;;
+            *) echo "run_all.sh: unknown argument '$1' (expected --profile demo|paper, -p NAME VALUE, --weights PATH, --scale full|smoke, --plan, or notebook numbers like 03)" >&2; exit 2 ;;
         esac
     done
     [ -n "$profile" ] || profile=$("$PY" -m genrestudy.profiles default)
+    # the plan needs neither GTZAN nor the weights: it says what it assumes in their absence
+    if [ -n "$plan" ]; then "$PY" -m genrestudy.plan "$profile" "${overrides[@]}"; return; fi
     "$PY" -m genrestudy.profiles check "$profile" "${overrides[@]}" || exit 1
-    local out=build/executed/$profile
+    local out=build/executed/$profile${GENRESTUDY_SCALE:+-$GENRESTUDY_SCALE}
     mkdir -p "$out"
-    echo "== profile: $profile"
+    echo "== profile: $profile${GENRESTUDY_SCALE:+ (scale $GENRESTUDY_SCALE)}"
+    # which device the study will use (and, for the paper profile on a CPU, a measured warning)
+    "$PY" -m genrestudy.stack device "$profile" | sed 's/^/== /'
     local started=$SECONDS
     for nb in notebooks/[0-9][0-9]_*.ipynb; do
         local name stem
@@ -95,9 +114,11 @@ run_study() {
     done
     echo "== done in $((SECONDS - started)) s (profile $profile)"
     echo "executed notebooks and logs: $out/; to read in a browser: build/html/"
-    echo "figures: figures/"; ls figures/*.png 2>/dev/null | sed 's/^/  /'
-    echo "tables:  results/"; ls results/*.csv 2>/dev/null | sed 's/^/  /'
-    [ -f results/README.md ] && echo "all tables gathered in results/README.md"
+    # where the notebooks wrote (GENRESTUDY_FIGURES / GENRESTUDY_RESULTS move them, as genrestudy.paths does)
+    local figures=${GENRESTUDY_FIGURES:-figures} results=${GENRESTUDY_RESULTS:-results}
+    echo "figures: $figures/"; ls "$figures"/*.png 2>/dev/null | sed 's/^/  /'
+    echo "tables:  $results/"; ls "$results"/*.csv 2>/dev/null | sed 's/^/  /'
+    if [ -f "$results/README.md" ]; then echo "all tables gathered in $results/README.md"; fi
 }
 
 pin() {
@@ -119,7 +140,7 @@ run_tests() {
 
 case "${1:-study}" in
     study) shift || true; setup; run_study "$@" ;;
-    --profile|--profile=*|-p|--parameter|[0-9][0-9]) setup; run_study "$@" ;;
+    --profile|--profile=*|-p|--parameter|--weights|--scale|--plan|[0-9][0-9]) setup; run_study "$@" ;;
     test) shift; setup; run_tests "$@" ;;
     clean) shift; setup; "$PY" -m genrestudy.cache clean "$@" ;;
     pin) shift; setup; pin ;;
@@ -127,6 +148,6 @@ case "${1:-study}" in
         # Jupyter refuses root without --allow-root (containers often run as root)
         [ "$(id -u)" = 0 ] && set -- --allow-root "$@"
         exec "$VENV/bin/jupyter" lab notebooks "$@" ;;
-    -h|--help|help) sed -n '2,11p' "$0" | sed 's/^# //' ;;
+    -h|--help|help) sed -n '2,15p' "$0" | sed 's/^# //' ;;
     *) echo "run_all.sh: unknown command '$1' (expected: test, lab, clean, pin, or nothing)" >&2; exit 2 ;;
 esac

@@ -143,3 +143,26 @@ def test_size_statement_and_report_option(report_module):
 
     args = parser.parse_args(["--bigger"])
     assert report_module.size_statement(parser, args, sizes).startswith("larger than the script's defaults (--bigger")
+
+
+@pytest.mark.slow  # the tuning benchmark at smoke size: naive and ours, every lever, both halving checks (~30 s)
+def test_tune_benchmark_prints_the_equal_work_ratio_and_the_halving_gap_at_paper_rounds(tmp_path):
+    import subprocess
+
+    report = tmp_path / "tune.md"
+    run = subprocess.run([sys.executable, str(BENCH / "tune.py"), "--n-samples", "600", "--n-features", "16",
+                          "--rounds", "4", "--compare-configs", "3", "--gap-rounds", "40", "--gap-early-stopping", "5",
+                          "--report", str(report)], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    out = run.stdout
+    # every lever is measured against the same-bins naive search, with its accuracy cost (or its failure)
+    assert len(re.findall(r"^lever '.*': (\d+ configs in .* pt\)|FAILED \(.*\))$", out, re.M)) == 5
+    assert re.search(r"^equal work per configuration at the same bins \(max_bin 63\): \d+\.\d\dx with '.*' "
+                     r"\(target 3x: (met|NOT met);", out, re.M)
+    assert re.search(r"^the paper profile's schedule over 6,561 points \(\d+(, \d+)* rounds.*gap -?\d+\.\d\d pt$",
+                     out, re.M)
+    assert re.search(r"^factor 5 over 6,561 points .*gap -?\d+\.\d\d pt$", out, re.M)
+    last = out.strip().splitlines()[-1]
+    assert re.match(r"speedup: \d+\.\dx .*halving gap -?\d+\.\d\d pt at 4 rounds, -?\d+\.\d\d pt at the paper's 40\)$",
+                    last), last
+    assert "smoke-sized run" in report.read_text()

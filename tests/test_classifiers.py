@@ -125,3 +125,27 @@ def test_continuing_another_fit_is_refused(data):
         fit_lightgbm(data, PARAMS, num_boost_round=4, resume=short.state, seed=1)
     with pytest.raises(ValueError, match="continued fit"):
         fit_lightgbm(data, PARAMS, num_boost_round=4, resume=short.state, keep_model=True)
+
+
+def test_training_options_reach_every_fit_and_the_key(data):
+    quantized = TrainingData(data.X_train, data.y_train, data.X_valid, data.y_valid, num_class=3, max_bin=63,
+                             training=classifiers.TRAINING_LEVERS["quantized"])
+    row_wise = TrainingData(data.X_train, data.y_train, data.X_valid, data.y_valid, num_class=3, max_bin=63,
+                            training=classifiers.TRAINING_LEVERS["row_wise"])
+    # other options, another key: a cached search made without them is never served for them
+    assert len({data.key, quantized.key, row_wise.key}) == 3
+    plain = fit_lightgbm(data, PARAMS, num_boost_round=15, early_stopping_rounds=None, keep_model=True)
+    # row-wise histograms change the speed, not the model
+    same = fit_lightgbm(row_wise, PARAMS, num_boost_round=15, early_stopping_rounds=None, keep_model=True)
+    np.testing.assert_allclose(predict_proba(same.booster, data.X_valid), predict_proba(plain.booster, data.X_valid),
+                               rtol=1e-6)
+    assert same.booster.params["force_row_wise"] and not same.booster.params["force_col_wise"]
+    # quantized gradients change the fits a little: the option reached LightGBM
+    other = fit_lightgbm(quantized, PARAMS, num_boost_round=15, early_stopping_rounds=None, keep_model=True)
+    assert other.booster.params["use_quantized_grad"]
+    assert not np.allclose(predict_proba(other.booster, data.X_valid), predict_proba(plain.booster, data.X_valid))
+    assert abs(other.valid_accuracy - plain.valid_accuracy) <= 0.1
+    params = lightgbm_params(PARAMS, num_class=3, training=classifiers.TRAINING_LEVERS["quantized"])
+    assert params["num_grad_quant_bins"] == 4 and params["force_col_wise"]
+    with pytest.raises(ValueError, match="training options may not set"):
+        TrainingData(data.X_train, data.y_train, data.X_valid, data.y_valid, num_class=3, training={"max_bin": 15})

@@ -41,3 +41,24 @@ def test_every_notebook_bins_lightgbm_as_the_study_does():
                   if isinstance(node, ast.Assign)}
         assert values["max_bin"] == classifiers.STUDY_MAX_BIN, stem
         assert "max_bin" not in profiles.notebook_parameters("paper", stem)
+
+
+def test_smoke_scale_shrinks_the_profile_and_nothing_else(monkeypatch, capsys):
+    monkeypatch.delenv(profiles.SCALE_ENV, raising=False)
+    full = profiles.notebook_parameters("paper", "03_tune_lightgbm")
+    smoke = profiles.notebook_parameters("paper", "03_tune_lightgbm", scale="smoke")
+    assert full["budget"] == 6561 and smoke["budget"] == profiles.SMOKE_INPUTS["budget"] < 6561
+    assert smoke["num_boost_round"] < full["num_boost_round"] and len(smoke["seeds"]) < len(full["seeds"])
+    # the paper profile's data, weights, protocol and search mode stay: only budgets shrink
+    for name in ("data", "weights", "protocol", "search_mode"):
+        assert smoke[name] == full[name], name
+    # an override still wins over the scale
+    assert profiles.notebook_parameters("paper", "03_tune_lightgbm", {"budget": 9}, scale="smoke")["budget"] == 9
+    # run_all.sh --scale smoke sets the environment variable every later call reads
+    monkeypatch.setenv(profiles.SCALE_ENV, "smoke")
+    assert profiles.notebook_parameters("paper", "03_tune_lightgbm") == smoke
+    assert profiles.main(["params", "paper", "03_tune_lightgbm"]) == 0
+    assert json.loads(capsys.readouterr().out)["budget"] == profiles.SMOKE_INPUTS["budget"]
+    monkeypatch.setenv(profiles.SCALE_ENV, "tiny")
+    assert profiles.main(["check", "demo"]) == 1
+    assert "unknown scale 'tiny'" in capsys.readouterr().err

@@ -17,6 +17,7 @@ fit needs no extra prediction pass to be scored.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import threading
 import time
@@ -40,6 +41,15 @@ BINNING_PARAMS = ("max_bin", "min_data_in_bin")
 #: and prints the speed and validation accuracy the coarser bins cost, in its own run.
 STUDY_MAX_BIN = 63
 
+#: LightGBM's levers that change speed (and, for quantized gradients, the fits a little) but
+#: not the searched configuration; a :class:`TrainingData` fixes one set of them for every fit
+#: on it (its ``training`` field, part of its key). ``bench/tune.py`` measures each one's speed and
+#: validation-accuracy cost against the naive search.
+TRAINING_LEVERS = {
+    "row_wise": {"force_row_wise": True, "force_col_wise": False},
+    "quantized": {"use_quantized_grad": True, "num_grad_quant_bins": 4, "quant_train_renew_leaf": True},
+}
+
 #: parameters every fit shares (not searched)
 FIXED_PARAMS = {
     "objective": "multiclass",
@@ -62,9 +72,13 @@ class TrainingData:
         Number of classes.
     max_bin, min_data_in_bin : int
         LightGBM binning parameters, fixed for every fit on this data.
+    training : dict
+        LightGBM training options for every fit on this data (e.g. ``TRAINING_LEVERS["quantized"]``;
+        empty: LightGBM's exact gradients, column-wise histograms). Part of the key, so a cached
+        search made with other options is never served.
     key : str
-        Hash of the arrays and binning parameters; names the binned Datasets in the
-        per-process memo, so workers of a cluster bin each data set once.
+        Hash of the arrays, binning parameters and training options; names the binned Datasets
+        in the per-process memo, so workers of a cluster bin each data set once.
     """
 
     X_train: np.ndarray
@@ -74,6 +88,7 @@ class TrainingData:
     num_class: int
     max_bin: int = STUDY_MAX_BIN
     min_data_in_bin: int = 3
+    training: dict = field(default_factory=dict)
     key: str = field(default="", init=False)
 
     def __post_init__(self) -> None:
@@ -97,6 +112,11 @@ class TrainingData:
             digest.update(str(array.shape).encode())
             digest.update(array.tobytes())
         digest.update(f"{self.num_class}|{self.max_bin}|{self.min_data_in_bin}".encode())
+        if self.training:  # keys of data without options stay as they were
+            clash = sorted(set(self.training) & {*BINNING_PARAMS, "num_class", "seed", "num_threads", "objective"})
+            if clash:
+                raise ValueError(f"training options may not set {clash}; they are fixed elsewhere")
+            digest.update(json.dumps(self.training, sort_keys=True).encode())
         self.key = digest.hexdigest()[:16]
 
     @property
@@ -131,7 +151,7 @@ def _binned(data: TrainingData) -> tuple[lgb.Dataset, lgb.Dataset]:
         if data.key in _BINNED:
             _BINNED.move_to_end(data.key)
             return _BINNED[data.key]
-        params = {**FIXED_PARAMS, **data.binning, "num_class": data.num_class, "num_threads": 1}
+        params = {**FIXED_PARAMS, **data.training, **data.binning, "num_class": data.num_class, "num_threads": 1}
         # free_raw_data=True on purpose: a later parameter that would change the bins then
         # raises instead of LightGBM silently re-binning the shared Dataset
         train = lgb.Dataset(data.X_train, label=data.y_train, params=params, free_raw_data=True).construct()
@@ -179,8 +199,9 @@ def training_data(features: np.ndarray, labels: np.ndarray, split: pd.Series | n
                         max_bin=max_bin, min_data_in_bin=min_data_in_bin)
 
 
-def lightgbm_params(params: dict, *, num_class: int, seed: int = 0, num_threads: int = 1) -> dict:
-    """Searched ``params`` plus the fixed ones, in LightGBM's native names.
+def lightgbm_params(params: dict, *, num_class: int, seed: int = 0, num_threads: int = 1,
+                    training: dict | None = None) -> dict:
+    """Searched ``params`` plus the fixed ones and the ``training`` options, in LightGBM's native names.
 
     ``bagging_freq`` defaults to 1: LightGBM ignores ``bagging_fraction`` unless ``bagging_freq > 0``.
     Binning parameters are rejected (they are fixed by :class:`TrainingData`).
@@ -188,7 +209,7 @@ def lightgbm_params(params: dict, *, num_class: int, seed: int = 0, num_threads:
     clash = sorted(set(params) & set(BINNING_PARAMS))
     if clash:
         raise ValueError(f"{clash} change how features are binned; set them on TrainingData, not per configuration")
-    out = {**FIXED_PARAMS, "bagging_freq": 1, **params, "num_class": num_class, "seed": seed,
+    out = {**FIXED_PARAMS, **(training or {}), "bagging_freq": 1, **params, "num_class": num_class, "seed": seed,
            "num_threads": num_threads, "metric": ["multi_logloss", "multi_error"]}
     for key in ("num_leaves", "max_depth", "min_child_samples", "bagging_freq"):
         if key in out:
@@ -372,7 +393,8 @@ def fit_lightgbm(data: TrainingData, params: dict, *, num_boost_round: int, earl
     if not stopped and done < num_boost_round:
         if resume is not None:
             train, valid = _continued_datasets(data, resume, train, valid)
-        full = lightgbm_params(params, num_class=data.num_class, seed=segment_seed(seed, done), num_threads=num_threads)
+        full = lightgbm_params(params, num_class=data.num_class, seed=segment_seed(seed, done), num_threads=num_threads,
+                               training=data.training)
         booster = lgb.Booster(full, train)
         booster.add_valid(valid, "valid")
         best_logloss, best_round = (min(logloss), int(np.argmin(logloss)) + 1) if logloss else (np.inf, 0)

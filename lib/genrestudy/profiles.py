@@ -11,6 +11,9 @@ gets those of them that its ``parameters`` cell has, plus the profile's settings
 notebook alone. ``-p NAME VALUE`` (``./run_all.sh -p n_mels 96``) overrides a parameter in
 every notebook that has it, and is refused when no notebook has it.
 
+``./run_all.sh --profile paper --scale smoke`` runs a profile's every notebook at toy budgets
+(:data:`SMOKE_INPUTS`, :data:`SMOKE_NOTEBOOKS`), to test its wiring in minutes.
+
 ``python -m genrestudy.profiles default | check PROFILE [-p NAME VALUE ...] |
 params PROFILE NOTEBOOK [-p NAME VALUE ...] | budget PROFILE NOTEBOOK`` is what ``run_all.sh`` calls.
 """
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -26,17 +30,54 @@ from . import paths
 #: the paper profile's study inputs (every notebook that has the parameter gets it)
 PAPER_INPUTS = {"data": "gtzan", "weights": "imagenet", "profile": "paper", "protocol": "paper",
                 "search_mode": "halving", "budget": 6561, "num_boost_round": 2000, "early_stopping_rounds": 50,
-                "retrain_rounds": 2000, "seeds": [0, 1, 2, 3, 4]}
+                "retrain_rounds": 2000, "seeds": [0, 1, 2, 3, 4],
+                # neighbouring study 3 (notebook 07; its methods in Table 7): every backbone, the source's grid
+                "compared_backbones": ["ResNet50", "DenseNet201", "EfficientNetB0", "EfficientNetB6", "EfficientNetB7",
+                                       "Xception", "MobileNetV2", "MSD_musicnn", "MTT_musicnn"],
+                "compared_input_sizes": [300, 400, 500], "head_batch_sizes": [32, 48, 64],
+                "head_learning_rates": [0.01, 0.001, 0.0001],
+                # its LightGBM way: a Random Search of 100 draws per extractor and input size (with the
+                # profile's halving), not the whole Table 2 budget of notebook 03 (--plan shows the cost)
+                "compared_search_budget": 100}
 #: the paper profile's settings of single notebooks
 PAPER_NOTEBOOKS = {
     "03_tune_lightgbm": {"n_jobs": -1},
     "05_knn_genetic": {"n_resamples": 1000},
+    # the source's grid at 180 px (the paper profile's grid, genrestudy.smallnets.GRIDS) and its waveform CGAN
+    "06_six_networks": {"waveform_cgan": True, "n_resamples": 1000},
+    "07_backbones": {"n_resamples": 1000},
     # the real steps, unreduced (None: every training image / epoch of the profile / image)
     "08_efficiency": {"fit_head_epochs": None, "fit_finetune_epochs": None, "fit_max_train_images": None,
                       "lightgbm_rounds": 2000, "extract_max_images": None, "file_repeats": 30},
     "09_results": {"protocols": ["paper", "track", "filtered"], "n_jobs": -1, "n_resamples": 1000},
 }
 PROFILES = {"demo": ({}, {}), "paper": (PAPER_INPUTS, PAPER_NOTEBOOKS)}
+
+#: ``--scale smoke`` (``GENRESTUDY_SCALE=smoke``): the profile's wiring at toy budgets, applied on top
+#: of the profile's settings (the test of the paper profile runs every notebook so in minutes):
+#: a few fits of a few rounds, one epoch of each end-to-end phase at the demo's training profile
+#: (64 px), a few GA runs and resamples. Its numbers mean nothing; what it made is stamped with
+#: the data it read.
+SMOKE_INPUTS = {"budget": 6, "num_boost_round": 9, "early_stopping_rounds": 3, "retrain_rounds": 9, "seeds": [0, 1],
+                "profile": "demo",
+                # notebook 07 and its Table 7 rows: one small backbone at one small input size, two heads
+                "compared_backbones": ["MobileNetV2"], "compared_input_sizes": [96], "head_batch_sizes": [32],
+                "compared_search_budget": None,
+                "head_learning_rates": [0.01, 0.001]}
+SMOKE_NOTEBOOKS = {
+    "03_tune_lightgbm": {"n_jobs": 2},
+    "04_finetune_resnet50": {"n_samples": 4},
+    "05_knn_genetic": {"ga_populations": [4], "ga_generations": [3], "ga_seeds": [0], "n_resamples": 20},
+    # the demo's reduced grid (profile "demo" above); no waveform CGAN (about 200 M parameters)
+    "06_six_networks": {"waveform_cgan": False, "n_resamples": 20},
+    "07_backbones": {"n_resamples": 20},
+    "08_efficiency": {"fit_head_epochs": 1, "fit_finetune_epochs": 0, "fit_max_train_images": 40,
+                      "lightgbm_rounds": 9, "extract_max_images": 16, "latency_repeats": 3, "file_repeats": 2},
+    "09_results": {"n_jobs": 2, "n_resamples": 20},
+}
+SCALES = {"full": ({}, {}), "smoke": (SMOKE_INPUTS, SMOKE_NOTEBOOKS)}
+#: the environment variable ``./run_all.sh --scale NAME`` sets
+SCALE_ENV = "GENRESTUDY_SCALE"
 
 #: the demo's time budget per notebook on the project's 2-core machine, after set-up (seconds)
 DEMO_BUDGET_SECONDS = {"01": 30, "02": 60, "03": 60, "04": 80, "05": 60, "06": 150, "07": 150, "08": 100,
@@ -102,15 +143,31 @@ def parse_overrides(args: list[str]) -> dict:
     return out
 
 
-def notebook_parameters(profile: str, notebook: str, overrides: dict | None = None) -> dict:
+def current_scale() -> str:
+    """The budgets' scale of this run: ``$GENRESTUDY_SCALE`` (``./run_all.sh --scale``), else ``full``."""
+    scale = os.environ.get(SCALE_ENV) or "full"
+    if scale not in SCALES:
+        raise ProfileError(f"unknown scale {scale!r} ({SCALE_ENV}); expected one of {', '.join(SCALES)}")
+    return scale
+
+
+def notebook_parameters(profile: str, notebook: str, overrides: dict | None = None, *,
+                        scale: str | None = None) -> dict:
     """Parameters of ``notebook`` (a path or a file stem such as ``03_tune_lightgbm``) under
-    ``profile``, with ``overrides`` applied where the notebook has the parameter."""
+    ``profile`` at ``scale`` (default :func:`current_scale`; ``smoke``: :data:`SMOKE_INPUTS` and
+    :data:`SMOKE_NOTEBOOKS` over the profile's), with ``overrides`` applied where the notebook has
+    the parameter."""
     if profile not in PROFILES:
         raise ProfileError(f"unknown profile {profile!r}; expected one of {', '.join(PROFILES)}")
+    scale = current_scale() if scale is None else scale
+    if scale not in SCALES:
+        raise ProfileError(f"unknown scale {scale!r}; expected one of {', '.join(SCALES)}")
     names = notebook_defaults(notebook)
     inputs, per_notebook = PROFILES[profile]
+    scaled_inputs, scaled_notebooks = SCALES[scale]
     stem = _notebook_path(notebook).stem
-    given = {**inputs, **per_notebook.get(stem, {}), **(overrides or {})}
+    given = {**inputs, **per_notebook.get(stem, {}), **scaled_inputs, **scaled_notebooks.get(stem, {}),
+             **(overrides or {})}
     return {k: v for k, v in given.items() if k in names}
 
 
@@ -125,8 +182,35 @@ def check_overrides(overrides: dict) -> None:
                            f"known: {', '.join(sorted(known))}")
 
 
+def profile_backbones(profile: str) -> list[tuple[str, int | None]]:
+    """``(backbone, input_size)`` of every backbone whose ImageNet weights ``profile`` needs at this
+    run's scale: the study's backbone and any ``compared_backbones`` (none without ``"imagenet"``)."""
+    from .backbones import BACKBONES
+    from .study import StudyInputs
+
+    inputs, per_notebook = PROFILES[profile]
+    scaled_inputs, scaled_notebooks = SCALES[current_scale()]
+    inputs = {**inputs, **scaled_inputs}
+    if inputs.get("weights") != "imagenet":
+        return []
+    defaults = StudyInputs()
+    pairs = [(inputs.get("backbone", defaults.backbone), inputs.get("input_size", defaults.input_size))]
+    for stem in (None, *per_notebook, *scaled_notebooks):
+        settings = inputs if stem is None else {**per_notebook.get(stem, {}), **scaled_notebooks.get(stem, {})}
+        pairs += [(name, None) for name in settings.get("compared_backbones", ()) if name in BACKBONES]
+    return list(dict.fromkeys(pairs))
+
+
 def check_profile(profile: str) -> None:
-    """Raise :class:`ProfileError` when ``profile`` lacks what it needs on this machine."""
+    """Raise :class:`ProfileError` when ``profile`` lacks what it needs on this machine.
+
+    The paper profile needs GTZAN and the ImageNet weights of every backbone it uses: a file
+    that is missing is downloaded now, through Keras's own download with its hash and progress
+    bar (:func:`genrestudy.weights.fetch_imagenet_weights`); offline, one line says which file,
+    where it goes and the command that fetches it on a connected machine. Only the study's own
+    backbone is required: a compared backbone (notebook 07) whose weights cannot be had gets that
+    line as a warning, and notebook 07 and Table 7 skip it.
+    """
     if profile not in PROFILES:
         raise ProfileError(f"unknown profile {profile!r}; expected one of {', '.join(PROFILES)}")
     if profile != "paper":
@@ -136,12 +220,17 @@ def check_profile(profile: str) -> None:
     gtzan = paths.data_dir() / "gtzan"
     if not (gtzan.is_dir() and any(gtzan.iterdir())):
         raise ProfileError(f"the paper profile needs GTZAN, and {gtzan} is missing or empty: {GTZAN_HINT}")
-    from .backbones import imagenet_weights_path
+    from .weights import WeightsUnavailable, fetch_imagenet_weights
 
-    weights = imagenet_weights_path("ResNet50")
-    if not weights.is_file():
-        raise ProfileError(f"the paper profile needs ResNet-50's ImageNet weights: place {weights.name} "
-                           f"in {weights.parent} (Keras downloads it there when online)")
+    needed = profile_backbones(profile)
+    for n, (backbone, input_size) in enumerate(needed):
+        try:
+            fetch_imagenet_weights(backbone, input_size)
+        except WeightsUnavailable as exc:
+            if n == 0:  # the study's own backbone: every notebook needs it
+                raise ProfileError(f"the {profile} profile needs ImageNet weights: {exc}") from None
+            # a compared backbone only: notebook 07 and Table 7 skip it, naming the file
+            print(f"run_all.sh: {backbone} will be skipped in the backbone comparison: {exc}", file=sys.stderr)
 
 
 def main(argv=None) -> int:
@@ -150,6 +239,7 @@ def main(argv=None) -> int:
         if args == ["default"]:
             print(default_profile())
         elif len(args) >= 2 and args[0] == "check":
+            current_scale()
             check_profile(args[1])
             check_overrides(parse_overrides(args[2:]))
         elif len(args) >= 3 and args[0] == "params":
