@@ -62,8 +62,18 @@ class StudyInputs:
         that Table 7's LightGBM rows use.
     max_bin : int
         LightGBM binning (:data:`genrestudy.classifiers.STUDY_MAX_BIN`).
+    random_learning_rate : str
+        Random Search's learning-rate distribution, ``"log-uniform"`` or ``"uniform"``
+        (:func:`genrestudy.search.random_space`): notebook 03's searches and Table 7's share it.
     profile : str
         The end-to-end training profile (:data:`genrestudy.endtoend.PROFILES`).
+    compared_backbones, compared_input_sizes, head_batch_sizes, head_learning_rates : tuple
+        The backbone comparison (notebook 07, :mod:`genrestudy.backbone_comparison`): the frozen
+        backbones compared (and so the per-backbone methods of Table 7), the input sizes they run
+        at, and the dense heads' grid of batch sizes and learning rates.
+    compared_search_budget : int or None
+        Fits per LightGBM search on a compared extractor's features (notebook 07 and its Table 7
+        rows); None: the study's ``budget``.
     seed : int
         Random initialisation of the backbone when ``weights`` is None.
     """
@@ -93,13 +103,21 @@ class StudyInputs:
     retrain_seed: int = 1
     seeds: tuple = (0, 1)
     max_bin: int = 63
+    random_learning_rate: str = "log-uniform"
     profile: str = "demo"
+    compared_backbones: tuple = ("MobileNetV2", "EfficientNetB0", "MSD_musicnn")
+    compared_input_sizes: tuple = (128,)
+    head_batch_sizes: tuple = (32, 64)
+    head_learning_rates: tuple = (0.01, 0.001)
+    compared_search_budget: int | None = None
 
     def __post_init__(self):
         from .splits import PROTOCOLS
 
         object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))
-        problems = []
+        problems = _backbone_comparison_problems(self)
+        if self.random_learning_rate not in ("log-uniform", "uniform"):  # genrestudy.search.LEARNING_RATE_DISTRIBUTIONS
+            problems.append(f"random_learning_rate={self.random_learning_rate!r} (expected 'log-uniform' or 'uniform')")
         if self.protocol not in PROTOCOLS:
             problems.append(f"protocol={self.protocol!r} (expected one of {', '.join(PROTOCOLS)})")
         if not self.seeds:
@@ -139,14 +157,46 @@ class StudyInputs:
         """The fields of :class:`genrestudy.images.ImageParams` these inputs set."""
         return {name: getattr(self, name) for name in IMAGE_FIELDS}
 
+    def compared_search_inputs(self) -> "StudyInputs":
+        """These inputs with ``budget`` set to ``compared_search_budget`` (when given): the LightGBM
+        searches on the compared extractors' features (notebook 07)."""
+        return self if self.compared_search_budget is None else self.with_(budget=int(self.compared_search_budget))
+
     def search_settings(self) -> dict:
         """What determines a LightGBM search's outcome besides its data and seed."""
         return {"mode": self.search_mode, "budget": int(self.budget), "num_boost_round": int(self.num_boost_round),
-                "early_stopping_rounds": self.early_stopping_rounds}
+                "early_stopping_rounds": self.early_stopping_rounds, "random_learning_rate": self.random_learning_rate}
 
     def key(self) -> str:
         """A hash of every input (names a run; caches use the narrower keys of each step)."""
         return cache.cache_key("study-inputs", self.as_dict())
+
+
+def _backbone_comparison_problems(inputs: StudyInputs) -> list[str]:
+    """Normalise the backbone comparison's fields to tuples (in place) and list what is wrong with them."""
+    from .backbones import BACKBONES, MUSIC_TAGGERS
+
+    as_tuple = {"compared_backbones": str, "compared_input_sizes": int, "head_batch_sizes": int,
+                "head_learning_rates": float}
+    problems = []
+    for name, kind in as_tuple.items():
+        value = getattr(inputs, name)
+        value = (value,) if isinstance(value, (str, int, float)) else tuple(value)
+        object.__setattr__(inputs, name, tuple(kind(v) for v in value))
+        if not value:
+            problems.append(f"{name}=() (at least one)")
+    unknown = [b for b in inputs.compared_backbones if b not in BACKBONES and b not in MUSIC_TAGGERS]
+    if unknown:
+        problems.append(f"compared_backbones has {unknown} (expected some of {', '.join([*BACKBONES, *MUSIC_TAGGERS])})")
+    for size in inputs.compared_input_sizes:
+        small = [b for b in inputs.compared_backbones if b in BACKBONES and size < BACKBONES[b].min_size]
+        if small:
+            problems.append(f"compared_input_sizes has {size}, below what {', '.join(small)} accept")
+    if inputs.compared_search_budget is not None and int(inputs.compared_search_budget) < 1:
+        problems.append(f"compared_search_budget={inputs.compared_search_budget!r} (at least 1, or None)")
+    if any(b < 1 for b in inputs.head_batch_sizes) or any(not lr > 0 for lr in inputs.head_learning_rates):
+        problems.append("head_batch_sizes and head_learning_rates must be positive")
+    return problems
 
 
 # ---------------------------------------------------------------- data

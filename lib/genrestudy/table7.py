@@ -9,20 +9,21 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from .evaluation import METRICS, score_with_ci  # noqa: F401  (Table 7's metrics, scored with intervals)
 from .methods import StudyData, registered, run_method
+from .progress import progress_bar
 
 PAPER_SOURCE = "paper (as reported; docs/PAPER.md)"
 OUR_SOURCE = "this study (measured)"
 
 def run_methods(data: StudyData, split, methods=None, *, progress: bool = True) -> dict:
-    """``{key: MethodRun}`` of every method (default: every registered one) under ``split``: each
-    trained on its train/valid parts or read from its cache (:func:`genrestudy.methods.run_method`)."""
-    methods = list(methods) if methods is not None else registered()
+    """``{key: MethodRun}`` of every method (default: every registered one that applies to the data's
+    inputs) under ``split``: each trained on its train/valid parts or read from its cache
+    (:func:`genrestudy.methods.run_method`)."""
+    methods = list(methods) if methods is not None else registered(data.inputs)
     runs = {}
-    for method in tqdm(methods, desc="methods", disable=not progress, leave=False):
+    for method in progress_bar(methods, desc="methods", enabled=progress, leave=False):
         run = run_method(method, data, split)
         runs[run.key] = run
     return runs

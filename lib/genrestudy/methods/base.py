@@ -24,8 +24,20 @@ from typing import ClassVar
 import numpy as np
 
 #: the study inputs a method can need: the mel images, the frozen backbone's features of them, or the
-#: handcrafted spectral features of the same segments (:mod:`genrestudy.spectral`)
-INPUTS = ("images", "features", "spectral")
+#: handcrafted spectral features of the same segments (:mod:`genrestudy.spectral`), their MFCC/contrast/
+#: centroid/chroma sequences (:mod:`genrestudy.sequences`); a method may also
+#: need another backbone's features (:func:`backbone_features`)
+INPUTS = ("images", "features", "spectral", "sequences", "musicnn")
+
+
+def backbone_features(backbone: str, input_size: int) -> str:
+    """The need for ``backbone``'s features at ``input_size`` (any backbone, not only the study's)."""
+    return f"features:{backbone}@{int(input_size)}"
+
+
+def musicnn_embeddings(model: str) -> str:
+    """The need for musicnn tagger ``model``'s embeddings (:func:`genrestudy.musicnn.embeddings`)."""
+    return f"musicnn:{model}"
 
 #: registered methods by key, in registration order (Table 7's row order)
 REGISTRY: dict[str, type["Method"]] = {}
@@ -55,6 +67,9 @@ class StudyData:
     _features: np.ndarray | None = field(default=None, repr=False)
     spectral_set: object = None
     _spectral: np.ndarray | None = field(default=None, repr=False)
+    sequence_set: object = None  # per-segment feature sequences (genrestudy.sequences), on first use
+    other_feature_sets: dict = field(default_factory=dict, repr=False)
+    musicnn_sets: dict = field(default_factory=dict, repr=False)  # musicnn's embeddings per tagger, on first use
 
     @property
     def classes(self) -> list[str]:
@@ -72,8 +87,14 @@ class StudyData:
     def synthetic(self) -> bool:
         return self.image_set.synthetic
 
-    def features(self) -> np.ndarray:
-        """The features of every image (extracted, or read from their cache, on first use)."""
+    def features(self, backbone: str | None = None, input_size: int | None = None) -> np.ndarray:
+        """The features of every image (extracted, or read from their cache, on first use).
+
+        ``backbone`` and ``input_size`` (default: the study's) name another backbone's features.
+        """
+        if (backbone or self.inputs.backbone, input_size or self.inputs.input_size) != (
+                self.inputs.backbone, self.inputs.input_size):
+            return np.asarray(self.backbone_feature_set(backbone or self.inputs.backbone, input_size).features)
         if self.feature_set is None:
             from ..study import feature_set
 
@@ -85,9 +106,26 @@ class StudyData:
             self._features = np.asarray(self.feature_set.features)
         return self._features
 
+    def backbone_feature_set(self, backbone: str, input_size: int | None):
+        """Another backbone's features of the images (:func:`genrestudy.study.feature_set`), kept once opened."""
+        if (backbone, input_size) not in self.other_feature_sets:
+            from ..study import feature_set
+
+            found = feature_set(self.inputs.with_(backbone=backbone, input_size=input_size), self.image_set,
+                                progress=False)
+            if found.meta.get("image_cache") != self.image_set.key:
+                raise ValueError(f"{backbone} features come from image cache {found.meta.get('image_cache')}, "
+                                 f"not from {self.image_set.key}")
+            self.other_feature_sets[(backbone, input_size)] = found
+        return self.other_feature_sets[(backbone, input_size)]
+
     def input_keys(self, needs) -> dict:
         """Cache keys of the inputs a method needs (part of its trained model's key)."""
         keys = {}
+        for need in needs:
+            if need.startswith("features:"):
+                backbone, _, size = need.removeprefix("features:").partition("@")
+                keys[need] = self.backbone_feature_set(backbone, int(size)).root.name
         if "images" in needs:
             keys["images"] = self.image_set.key
         if "features" in needs:
@@ -96,6 +134,11 @@ class StudyData:
         if "spectral" in needs:
             self.spectral()
             keys["spectral"] = self.spectral_set.key
+        if "sequences" in needs:
+            keys["sequences"] = self.sequences().key
+        for need in needs:
+            if need.startswith("musicnn:"):
+                keys[need] = self.musicnn(need.removeprefix("musicnn:")).key
         return keys
 
     def spectral(self) -> np.ndarray:
@@ -111,6 +154,28 @@ class StudyData:
             check_aligned(self.spectral_set.segments, self.image_set.segments)
             self._spectral = np.asarray(self.spectral_set.values)
         return self._spectral
+
+    def sequences(self):
+        """The feature sequences of every image's segment (:func:`genrestudy.sequences.study_sequences`;
+        computed from the signal cache, or read from their cache, on first use)."""
+        if self.sequence_set is None:
+            from ..sequences import study_sequences
+
+            self.sequence_set = study_sequences(self.inputs, self.image_set)
+        return self.sequence_set
+
+    def musicnn(self, model: str = "MSD_musicnn"):
+        """musicnn tagger ``model``'s outputs for every image's segment (:func:`genrestudy.musicnn.embeddings`:
+        from the signal cache, or read from their cache, on first use; aligned row for row, checked)."""
+        if model not in self.musicnn_sets:
+            from ..musicnn import embeddings
+            from ..spectral import check_aligned
+            from ..study import signal_set
+
+            found = embeddings(signal_set(self.inputs), model)
+            check_aligned(found.segments, self.image_set.segments)
+            self.musicnn_sets[model] = found
+        return self.musicnn_sets[model]
 
     def part(self, split, name: str) -> "Part":
         """The rows of ``split`` (``train``/``valid``/``test`` per image) named ``name``."""
@@ -185,6 +250,11 @@ class Method(abc.ABC):
         self.inputs = inputs
         self.record: dict = {}
 
+    @classmethod
+    def applies(cls, inputs) -> bool:
+        """Whether the method takes part in Table 7 under ``inputs`` (default: always)."""
+        return True
+
     def settings(self) -> dict:
         """What determines the trained model besides the data (default: nothing)."""
         return {}
@@ -220,6 +290,6 @@ def unregister(key: str) -> None:
     REGISTRY.pop(key, None)
 
 
-def registered() -> list[type[Method]]:
-    """The registered methods, in registration order."""
-    return list(REGISTRY.values())
+def registered(inputs=None) -> list[type[Method]]:
+    """The registered methods, in registration order (with ``inputs``: those that apply to them)."""
+    return [m for m in REGISTRY.values() if inputs is None or m.applies(inputs)]

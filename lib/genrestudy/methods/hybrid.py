@@ -42,7 +42,7 @@ def study_search(data: classifiers.TrainingData, method: str, inputs, *, seed: i
                                 seed=int(inputs.seeds[0] if seed is None else seed), mode=inputs.search_mode,
                                 num_boost_round=int(inputs.num_boost_round),
                                 early_stopping_rounds=inputs.early_stopping_rounds, n_jobs=n_jobs,
-                                progress=progress, **halving)
+                                random_learning_rate=inputs.random_learning_rate, progress=progress, **halving)
 
 
 def retrain(data: classifiers.TrainingData, result, inputs) -> classifiers.FitResult:

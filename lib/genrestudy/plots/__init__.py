@@ -11,3 +11,5 @@ from .features import plot_feature_projection  # noqa: F401
 from .lightgbm import plot_grid_vs_random_per_seed  # noqa: F401
 from .results import plot_forest, plot_protocol_effect  # noqa: F401
 from .knn import plot_accuracy_vs_k, plot_ga_fitness  # noqa: F401
+from .backbones import plot_f1_vs_cost, plot_f1_vs_input_size  # noqa: F401
+from .smallnets import plot_cgan_losses, plot_generated_vs_real, plot_network_curves  # noqa: F401
