@@ -68,3 +68,12 @@ def test_open_or_build_rebuilds_a_damaged_entry(tmp_path):
     (tmp_path / "toy" / "k" / "value.txt").unlink()
     assert cache.open_or_build("toy", "k", open_entry=open_entry, build=build, root=tmp_path) == 42
     assert len(builds) == 2 and cache.read_meta(tmp_path / "toy" / "k")["n"] == 1
+
+
+def test_clean_keeps_downloaded_weights(tmp_path, capsys):
+    (tmp_path / "musicnn-weights" / "entry").mkdir(parents=True)
+    (tmp_path / "images" / "entry").mkdir(parents=True)
+    removed = cache.clean_caches(tmp_path)
+    assert [p.parent.name for p, _ in removed] == ["images"]
+    assert (tmp_path / "musicnn-weights" / "entry").is_dir()
+    assert "musicnn-weights: kept" in capsys.readouterr().out

@@ -18,6 +18,7 @@ Keras is imported inside the functions that build networks, so reading the backb
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,6 +85,9 @@ BACKBONES: dict[str, Backbone] = {b.name: b for b in (
     Backbone("Xception", "xception", _TF, 299, 71, 2048),
     Backbone("MobileNetV2", "mobilenet_v2", _TF, 224, 32, 1280),
 )}
+#: frozen extractors that are not ImageNet image backbones: the music-trained taggers of
+#: :mod:`genrestudy.musicnn` (they read the audio, not the images), comparable in notebook 07
+MUSIC_TAGGERS = ("MSD_musicnn", "MTT_musicnn")
 
 
 def backbone_spec(backbone: str) -> Backbone:
@@ -149,10 +153,28 @@ def _keras_models_dir() -> Path:
     return Path(keras_home()).expanduser() / "models"
 
 
+#: a local copy of ImageNet weights instead of Keras's download (``./run_all.sh --weights PATH``)
+WEIGHTS_ENV = "GENRESTUDY_WEIGHTS"
+
+
 def imagenet_weights_path(backbone: str = "ResNet50", input_size: int | None = None) -> Path:
-    """Where Keras keeps (and looks for) the ImageNet no-top weights of ``backbone``."""
+    """Where the ImageNet no-top weights of ``backbone`` are read from.
+
+    ``$GENRESTUDY_WEIGHTS`` when set: a folder holding Keras's file names, or one file, which
+    stands for the backbone whose Keras file name it bears, and for ResNet-50 (the paper's
+    backbone) when it bears none; otherwise the Keras cache, where Keras downloads them.
+    """
     spec = backbone_spec(backbone)
-    return _keras_models_dir() / spec.imagenet_file(input_size or spec.input_size)
+    name = spec.imagenet_file(input_size or spec.input_size)
+    given = os.environ.get(WEIGHTS_ENV)
+    if given:
+        local = Path(given).expanduser().resolve()
+        if not local.is_file():
+            return local / name
+        keras_names = {b.imagenet_file(b.input_size) for b in BACKBONES.values()}
+        if local.name == name or (spec.name == "ResNet50" and local.name not in keras_names):
+            return local
+    return _keras_models_dir() / name
 
 
 def application(spec: Backbone, *, weights: str | Path | None, input_size: int):
@@ -164,6 +186,8 @@ def application(spec: Backbone, *, weights: str | Path | None, input_size: int):
     if weights != "imagenet":
         return constructor(weights=None if weights is None else str(Path(weights).expanduser()), **kwargs)
     expected = imagenet_weights_path(spec.name, input_size)
+    if expected.is_file():  # in the Keras cache already, or a local copy (GENRESTUDY_WEIGHTS): no download
+        return constructor(weights=str(expected), **kwargs)
     try:
         return constructor(weights="imagenet", **kwargs)
     except Exception as exc:  # Keras' download raises a bare Exception ("URL fetch failure ...")

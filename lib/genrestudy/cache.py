@@ -295,7 +295,7 @@ def fill_rows(entry: Path, name: str, shape: tuple, dtype, tasks: list, *, n_job
 
     from joblib import Parallel, delayed
     from threadpoolctl import threadpool_limits
-    from tqdm import tqdm
+    from .progress import progress_bar
 
     parts, partial_path = entry / _PARTS, entry / f"{name}.partial"
     with write_guard(entry):
@@ -314,7 +314,7 @@ def fill_rows(entry: Path, name: str, shape: tuple, dtype, tasks: list, *, n_job
     with threadpool_limits(limits=1, user_api="blas"):
         jobs = Parallel(n_jobs=n_jobs, prefer="threads", return_as="generator")(
             delayed(_fill_one)(out, tasks[n][0], tasks[n][1], markers[n], entry) for n in pending)
-        for n, outcome in tqdm(zip(pending, jobs), total=len(pending), desc=desc, unit="clip"):
+        for n, outcome in progress_bar(zip(pending, jobs), total=len(pending), desc=desc, unit="clip"):
             outcomes[n] = outcome
     with write_guard(entry):
         out.flush()
@@ -355,8 +355,13 @@ def _in_use(entry: Path) -> bool:
     return False
 
 
+#: kinds of cache entry that ``clean`` keeps: material downloaded once (musicnn's published
+#: checkpoints, :mod:`genrestudy.musicnn_weights`), not derived from the study's inputs
+KEPT_KINDS = frozenset({"musicnn-weights"})
+
+
 def clean_caches(root: Path | None = None, dry_run: bool = False) -> list[tuple[Path, int]]:
-    """Remove every entry of the cache folder; print the bytes freed per kind and in all.
+    """Remove every entry of the cache folder (but :data:`KEPT_KINDS`); print the bytes freed per kind and in all.
 
     Entries another process is building (their lock is held) are left alone.
 
@@ -378,6 +383,9 @@ def clean_caches(root: Path | None = None, dry_run: bool = False) -> list[tuple[
     verb = "would free" if dry_run else "freed"
     removed = []
     for kind in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
+        if kind.name in KEPT_KINDS:
+            print(f"{kind.name}: kept (downloaded, not derived; remove {kind} by hand to fetch it again)")
+            continue
         entries = [(entry, _size(entry)) for entry in sorted(kind.iterdir()) if not _in_use(entry)]
         if not dry_run:
             for entry, _ in entries:

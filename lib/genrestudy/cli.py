@@ -7,6 +7,9 @@ A file that cannot be predicted gets one line on stderr and the others go on. A 
 holding a newline or other unprintable character is shown quoted and escaped (``repr``), so
 every file keeps one line; ``--json`` escapes it the JSON way.
 
+``genrestudy tags PATH... [--model MSD_musicnn] [--json] [--top K]`` prints the top tags of
+musicnn's music-trained tagger (:mod:`genrestudy.musicnn`) per file, the same way.
+
 Exit status: 0 every file predicted; 1 some file failed; 2 no model to predict with
 (missing, not a genrestudy model) or a usage error.
 """
@@ -39,6 +42,17 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--top", type=int, default=3, help="genres shown per file without --json (default 3)")
     predict.add_argument("--verbose", action="store_true",
                          help="let the deep-learning libraries print their start-up messages on stderr")
+    tags = commands.add_parser(
+        "tags", help="the top tags of a music-trained model (musicnn) for audio files",
+        description="Tag audio files with musicnn's published taggers (Keras 3 port; weights fetched by the "
+                    "set-up): consecutive 3 s patches at 16 kHz, tag probabilities averaged, one line per file.")
+    tags.add_argument("paths", nargs="+", metavar="PATH", help="audio files")
+    tags.add_argument("--model", default="MSD_musicnn", choices=("MSD_musicnn", "MTT_musicnn", "MSD_vgg", "MTT_vgg"),
+                      help="tagger (default MSD_musicnn)")
+    tags.add_argument("--json", action="store_true", help="one JSON object per line and file")
+    tags.add_argument("--top", type=int, default=3, help="tags shown per file (default 3)")
+    tags.add_argument("--verbose", action="store_true",
+                      help="let the deep-learning libraries print their start-up messages on stderr")
     return parser
 
 
@@ -116,6 +130,39 @@ def _predict(args) -> int:
     return EXIT_FILE_FAILED if failed else EXIT_OK
 
 
+def _tags(args) -> int:
+    """``genrestudy tags``: one line per file; exit 2 without the weights, 1 when a file failed."""
+    from . import musicnn
+    from .audio import AudioError
+
+    def fail(message: str) -> None:
+        print(f"genrestudy tags: {message}", file=sys.stderr, flush=True)
+
+    if args.top < 1:
+        fail(f"--top must be at least 1, got {args.top}")
+        return EXIT_NO_MODEL
+    try:
+        with _native_stderr_hidden(not args.verbose):
+            musicnn.load_model(args.model)
+    except musicnn.WeightsMissing as exc:
+        fail(str(exc))
+        return EXIT_NO_MODEL
+    failed = 0
+    for path in args.paths:
+        try:
+            result = musicnn.tag_file(path, args.model)
+        except (AudioError, OSError, ValueError) as exc:
+            failed += 1
+            fail(f"{_shown(path)}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+            continue
+        if args.json:
+            print(json.dumps(result.to_dict(args.top)), flush=True)
+        else:
+            top = ", ".join(f"{tag} {p:.3f}" for tag, p in result.top(args.top))
+            print(f"{_shown(path)}: {top} ({args.model}, {result.patches} patches)", flush=True)
+    return EXIT_FILE_FAILED if failed else EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
     # TensorFlow's C++ warnings after start-up would bury this command's one-line messages
@@ -124,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         args = _parser().parse_args(argv)
     except SystemExit as exc:  # --help, --version, usage errors: argparse has printed why
         return int(exc.code or 0)
-    return _predict(args)  # the only command so far
+    return _tags(args) if args.command == "tags" else _predict(args)
 
 
 if __name__ == "__main__":
