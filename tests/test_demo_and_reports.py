@@ -53,6 +53,9 @@ def test_save_table_and_figure_mark_synthetic(study_dirs):
     path = reports.save_table("table99_x", pd.DataFrame({"a": [1.5], "b": ["x"]}), synthetic=True)
     assert pd.read_csv(path)["data"].iloc[0] == reports.SYNTHETIC_NOTE
     assert "SYNTHETIC" in path.with_suffix(".md").read_text()
+    mixed = pd.DataFrame({"source": ["this study (measured)", "paper (as reported; docs/PAPER.md)"], "a": [1.0, 2.0]})
+    stamps = pd.read_csv(reports.save_table("table99_y", mixed, synthetic=True))["data"].tolist()
+    assert stamps == [reports.SYNTHETIC_NOTE, reports.REPORTED_NOTE]  # a published number is not synthetic
     fig, ax = plt.subplots()
     ax.plot([0, 1])
     png = reports.save_fig("fig99_x", fig, synthetic=True)

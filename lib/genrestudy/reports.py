@@ -17,6 +17,7 @@ from . import cache, paths  # noqa: E402
 log = logging.getLogger(__name__)
 
 SYNTHETIC_NOTE = "SYNTHETIC demo data, not GTZAN"
+REPORTED_NOTE = "as reported by its source (not measured here)"
 
 
 def save_fig(fig_id: str, fig: plt.Figure | None = None, *, synthetic: bool = False,
@@ -44,13 +45,17 @@ def save_table(table_id: str, frame: pd.DataFrame, *, synthetic: bool = False,
                index: bool = False, float_format: str = "{:.4g}") -> Path:
     """Save a table as ``results/<table_id>.csv`` and ``.md``; returns the CSV path.
 
-    ``synthetic=True`` adds a ``data`` column saying so to the CSV and a heading line to the Markdown.
+    ``synthetic=True`` adds a ``data`` column saying so to the CSV and a heading line to the Markdown;
+    rows restated from a publication (a ``source`` saying "as reported") are not ours, and their
+    ``data`` says that instead.
     """
     out_dir = paths.results_dir()
     out_dir.mkdir(parents=True, exist_ok=True)
     frame = frame.reset_index() if index else frame.copy()
     if synthetic:
-        frame.insert(len(frame.columns), "data", SYNTHETIC_NOTE)
+        reported = (frame["source"].astype(str).str.contains("as reported", regex=False) if "source" in frame
+                    else pd.Series(False, index=frame.index))
+        frame.insert(len(frame.columns), "data", reported.map({True: REPORTED_NOTE, False: SYNTHETIC_NOTE}))
     csv_path = out_dir / f"{table_id}.csv"
     cache.write_csv(csv_path, frame)
     shown = frame.map(lambda v: float_format.format(v) if isinstance(v, float) else v)
