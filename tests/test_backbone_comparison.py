@@ -194,6 +194,7 @@ def test_the_comparison_measures_each_backbone_and_tabulates_both_ways(tiny_set,
         assert fig.axes and fig.axes[0].get_xlabel()
     memory = backbone_comparison.memory_summary(extractors)
     assert bool(memory.loc[0, "within_limit"]) == (memory.loc[0, "peak_rss_mb"] <= 1536)
+    assert memory["weights"].tolist() == [e.weights for e in extractors]  # each extractor's own weights
 
 
 def test_a_backbone_without_weights_is_skipped_in_one_line_but_the_studys_own_is_required(tiny_set, monkeypatch,

@@ -68,3 +68,21 @@ def test_bootstrap_ci_rows_and_groups():
     assert hi_grp - lo_grp > 2 * (hi_rows - lo_rows)
     with pytest.raises(ValueError, match="aligned"):
         evaluation.bootstrap_ci(lambda a, b: 0.0, np.zeros(3), np.zeros(4))
+
+
+def test_macro_f1_of_a_resample_counts_only_the_genres_it_holds():
+    from sklearn.metrics import f1_score
+
+    truth, pred = np.array([0, 0, 1, 1, 2, 2]), np.array([0, 3, 1, 1, 2, 0])
+    # genre 3 is only ever predicted: a genre absent from this test set is not scored zero
+    assert evaluation._all_metrics(truth, pred)["f1_macro"] == pytest.approx(
+        f1_score(truth, pred, labels=[0, 1, 2], average="macro"))
+    every = np.array([0, 1, 2, 3])  # a test set with every genre: scikit-learn's macro F1
+    assert evaluation._all_metrics(every, np.array([0, 1, 1, 3]))["f1_macro"] == pytest.approx(
+        f1_score(every, [0, 1, 1, 3], average="macro"))
+    # so the point estimate of a small test set lies inside its interval
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(10), 10)
+    proba = np.eye(10)[np.where(rng.random(100) < 0.8, y, rng.integers(0, 10, 100))] + 0.01
+    segment = evaluation.score_with_ci(proba, y, np.repeat(np.arange(10), 10), n_resamples=300)[0]
+    assert segment["f1_macro_ci_low"] <= segment["f1_macro"] <= segment["f1_macro_ci_high"]

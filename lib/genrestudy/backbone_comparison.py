@@ -322,7 +322,7 @@ def f1_by_input_size(extractors: list, details: pd.DataFrame) -> pd.DataFrame:
 
 def memory_summary(extractors: list, *, limit_mb: float = DEMO_PEAK_RSS_LIMIT_MB) -> pd.DataFrame:
     """Per extractor and input size: throughput, peak RSS of its extraction process, and whether it is within ``limit_mb``."""
-    return pd.DataFrame([{"backbone": e.name, "input_size": size, "images": c.get("images"),
+    return pd.DataFrame([{"backbone": e.name, "weights": e.weights, "input_size": size, "images": c.get("images"),
                           "images_per_second": c.get("images_per_second"), "peak_rss_mb": c.get("peak_rss_mb"),
                           "rss_before_mb": c.get("rss_before_mb"), "within_limit": c.get("peak_rss_mb", np.inf) <= limit_mb}
                          for e in extractors for size, c in e.cost.items()])
