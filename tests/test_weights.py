@@ -69,12 +69,13 @@ def test_offline_one_line_names_file_folder_and_command(keras_home, keras_downlo
     assert "Temporary failure in name resolution" in message
 
 
-def test_paper_profile_check_fetches_every_backbone_it_uses(study_dirs, keras_home, keras_download, monkeypatch):
+def test_paper_profile_check_fetches_every_backbone_it_uses(study_dirs, keras_home, keras_download, monkeypatch,
+                                                             capsys):
     calls, state = keras_download
     monkeypatch.delenv(profiles.SCALE_ENV, raising=False)
     # the real profile needs the study's backbone and every compared one
     assert [b for b, _ in profiles.profile_backbones("paper")] == list(dict.fromkeys(
-        ["ResNet50", *profiles.PAPER_INPUTS.get("compared_backbones", [])]))
+        ["ResNet50", *[b for b in profiles.PAPER_INPUTS.get("compared_backbones", []) if b in backbones.BACKBONES]]))
     inputs = {**profiles.PAPER_INPUTS, "compared_backbones": ["ResNet50", "Xception"]}  # two, to stay quick
     monkeypatch.setitem(profiles.PROFILES, "paper", (inputs, profiles.PAPER_NOTEBOOKS))
     assert profiles.profile_backbones("paper") == [("ResNet50", None), ("Xception", None)]
@@ -82,11 +83,19 @@ def test_paper_profile_check_fetches_every_backbone_it_uses(study_dirs, keras_ho
     with pytest.raises(profiles.ProfileError, match=f"needs ImageNet weights: {RESNET_FILE}.*curl") as err:
         profiles.check_profile("paper")
     assert "\n" not in str(err.value)
+    # the study's own backbone in place, offline: a compared backbone's missing file is one warning line
+    keras_home.mkdir(parents=True, exist_ok=True)
+    (keras_home / RESNET_FILE).write_bytes(b"stand-in")
+    profiles.check_profile("paper")
+    warned = capsys.readouterr().err.strip().splitlines()
+    assert len(warned) == 1 and "Xception will be skipped" in warned[0] and "curl" in warned[0]
+    (keras_home / RESNET_FILE).unlink()
     state["offline"] = False
     profiles.check_profile("paper")  # online: fetched, then accepted
     assert (keras_home / RESNET_FILE).is_file()
     assert (keras_home / "xception_weights_tf_dim_ordering_tf_kernels_notop.h5").is_file()
-    assert [c["fname"] for c in calls] == [RESNET_FILE, RESNET_FILE, "xception_weights_tf_dim_ordering_tf_kernels_notop.h5"]
+    xception = "xception_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    assert [c["fname"] for c in calls] == [RESNET_FILE, xception, RESNET_FILE, xception]
 
 
 def test_a_local_file_or_folder_replaces_the_download(tmp_path, keras_home, monkeypatch):
