@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The study in one command.
 #   ./run_all.sh          set up .venv on first use, then run every numbered notebook in order
-#   ./run_all.sh test     the full test suite: pytest on lib/ + nbval on every notebook
+#   ./run_all.sh test     the full test suite: pytest on lib/ (two workers) + nbval on every notebook
 #   ./run_all.sh lab      JupyterLab on the notebooks, with the project's environment
 #   ./run_all.sh clean    remove the caches (data/cache) and say how much they held
 #   ./run_all.sh pin      record the exact package versions of .venv in constraints/ (after tests pass)
@@ -135,7 +135,14 @@ pin() {
 run_tests() {
     # figures and tables made by the tests go to build/test, not over the study's own outputs
     export GENRESTUDY_FIGURES="$PWD/build/test/figures" GENRESTUDY_RESULTS="$PWD/build/test/results"
-    "$PY" -m pytest tests --nbval-lax --nbval-current-env notebooks "$@"
+    if [ $# -gt 0 ]; then  # a selection of tests: one pytest, as given
+        "$PY" -m pytest "$@"
+        return
+    fi
+    # the unit tests on two workers (the smoke run of the paper profile beside the rest), then
+    # every notebook in order under nbval, one kernel at a time
+    "$PY" -m pytest tests -n "${GENRESTUDY_TEST_WORKERS:-2}"
+    "$PY" -m pytest --nbval-lax --nbval-current-env notebooks
 }
 
 case "${1:-study}" in
