@@ -24,10 +24,10 @@ import os
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from . import cache, evaluation
 from .classifiers import FitResult, TrainingData, fit_lightgbm, predict_proba
+from .progress import progress_bar
 from .search import SearchResult, grid_candidates, random_candidates, run_search
 
 log = logging.getLogger(__name__)
@@ -147,7 +147,7 @@ def compare_at_equal_budget(data: TrainingData, X_test: np.ndarray, y_test: np.n
     if isinstance(seeds, (str, bytes)) or not all(isinstance(s, (int, np.integer)) for s in seeds) or not seeds:
         raise ValueError(f"seeds must be a non-empty list of integers, got {seeds!r}")
     rows, searches = [], {}
-    for seed in tqdm(list(seeds), desc="seeds", disable=not progress):
+    for seed in progress_bar(list(seeds), desc="seeds", enabled=progress):
         searches[seed] = {}
         for method in ("grid", "random"):
             result = cached_search(data, method, budget=budget, seed=int(seed), mode=mode,
