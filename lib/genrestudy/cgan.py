@@ -149,7 +149,7 @@ class Augmentation:
 
 
 def _peak_rss():
-    from .smallnets_training import PeakRSS
+    from .efficiency import PeakRSS
 
     return PeakRSS()
 

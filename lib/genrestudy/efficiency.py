@@ -17,6 +17,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -108,6 +109,35 @@ def _run_child(target: str, kwargs_json: str, out_path: str) -> None:
     child_peak = _own_peak_rss_mb()
     Path(out_path).write_text(json.dumps({"seconds": seconds, "rss_before_mb": before, "imported": imported,
                                           "child_peak_mb": child_peak, "result": result}))
+
+
+class PeakRSS:
+    """This process's peak resident memory (RSS) while a ``with`` block runs, sampled on a thread every
+    ``interval`` s, in MB (1e6 bytes, as Table 8); ``before_mb`` is the RSS when the block began. The
+    in-process measure of feature extraction (notebook 02), the small networks and the CGANs;
+    :func:`measure_step` measures a step in a fresh process instead."""
+
+    def __init__(self, interval: float = 0.01):
+        import psutil
+
+        self._process, self.interval = psutil.Process(), interval
+        self.before_mb = self.peak_mb = 0.0
+
+    def _sample(self):
+        while not self._done.wait(self.interval):
+            self.peak_mb = max(self.peak_mb, self._process.memory_info().rss / 1e6)
+
+    def __enter__(self) -> "PeakRSS":
+        self.before_mb = self.peak_mb = self._process.memory_info().rss / 1e6
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._done.set()
+        self._thread.join()
+        self.peak_mb = max(self.peak_mb, self._process.memory_info().rss / 1e6)
 
 
 def _own_peak_rss_mb() -> float:

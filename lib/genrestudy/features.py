@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import mmap
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from . import cache, device
+from .efficiency import PeakRSS
 from .backbones import backbone_spec, build_backbone, preprocess_images, weights_identity
 from .images import ImageSet
 from .segments import LabelledSegments, open_segment_entry
@@ -78,34 +78,6 @@ def open_feature_set(root: Path) -> FeatureSet:
 
 
 # ---------------------------------------------------------------- streaming extraction
-
-class _PeakRSS:
-    """Samples this process's resident memory on a thread; ``peak_mb`` after the block."""
-
-    def __init__(self, interval: float = 0.05):
-        import psutil
-
-        self._process = psutil.Process()
-        self._interval = interval
-        self._stop = threading.Event()
-        self.peak_mb = 0.0
-
-    def _sample(self):
-        while True:
-            self.peak_mb = max(self.peak_mb, self._process.memory_info().rss / 2**20)
-            if self._stop.wait(self._interval):
-                return
-
-    def __enter__(self):
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.peak_mb = max(self.peak_mb, self._process.memory_info().rss / 2**20)
-
 
 def _release_pages(images: np.ndarray, start: int, stop: int) -> None:
     """Unmap rows ``start:stop`` of a memory-mapped ``images`` from this process.
@@ -261,7 +233,7 @@ def _extract_into(entry: Path, image_set: ImageSet, *, backbone: str, weights, i
     image_size = int(image_set.images.shape[1])
     model = build_backbone(spec.name, weights=weights, image_size=image_size, input_size=input_size,
                            precision=precision, seed=seed)
-    with _PeakRSS() as memory:
+    with PeakRSS() as memory:
         started = time.perf_counter()
         features = stream_features(model, image_set.images, backbone=spec.name, batch_size=batch_size,
                                    progress=progress, desc=f"{spec.name} features")

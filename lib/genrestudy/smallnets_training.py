@@ -14,7 +14,6 @@ resident memory while it ran (:class:`PeakRSS`).
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from dataclasses import dataclass
 
@@ -23,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from . import cache, training
+from .efficiency import PeakRSS
 from .sequences import summary_vectors
 from .smallnets import NETWORKS, build_network, model_header, resize_images
 
@@ -30,32 +30,6 @@ log = logging.getLogger(__name__)
 
 _CACHE_KIND = "small-networks"
 _VERSION = 1
-
-
-class PeakRSS:
-    """The process's peak resident memory while the block runs (sampled every ``interval`` s), in MB."""
-
-    def __init__(self, interval: float = 0.01):
-        import psutil
-
-        self._process, self.interval = psutil.Process(), interval
-        self.before_mb = self.peak_mb = 0.0
-
-    def _sample(self):
-        while not self._done.wait(self.interval):
-            self.peak_mb = max(self.peak_mb, self._process.memory_info().rss / 1e6)
-
-    def __enter__(self) -> "PeakRSS":
-        self.before_mb = self.peak_mb = self._process.memory_info().rss / 1e6
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._done.set()
-        self._thread.join()
-        self.peak_mb = max(self.peak_mb, self._process.memory_info().rss / 1e6)
 
 
 class ResizedBatches(training.ImageBatches):
