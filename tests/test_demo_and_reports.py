@@ -63,6 +63,21 @@ def test_save_table_and_figure_mark_synthetic(study_dirs):
     assert "SYNTHETIC" in png.with_suffix(".svg").read_text()
 
 
+def test_saved_tables_carry_no_absolute_paths(study_dirs, tmp_path, monkeypatch):
+    from genrestudy import paths
+
+    monkeypatch.setenv("GENRESTUDY_ROOT", str(tmp_path / "project"))
+    frame = pd.DataFrame({"model_file": [str(study_dirs["cache"] / "methods" / "ab12" / "model.keras"),
+                                         str(tmp_path / "project" / "data" / "splits" / "paper.csv"),
+                                         "/elsewhere/entirely/weights.h5", "a/relative/name.csv"],
+                          "x": [1.0, 2.0, 3.0, 4.0]})
+    saved = pd.read_csv(reports.save_table("table99_paths", frame))
+    assert saved["model_file"].tolist() == ["<cache>/methods/ab12/model.keras", "data/splits/paper.csv",
+                                            "weights.h5", "a/relative/name.csv"]
+    assert str(tmp_path) not in (study_dirs["results"] / "table99_paths.md").read_text()
+    assert paths.shown(tmp_path / "project" / "notebooks" / "x.ipynb") == "notebooks/x.ipynb"
+
+
 def test_atomic_outputs_get_ordinary_permissions(tmp_path):
     import os
 

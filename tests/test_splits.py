@@ -93,3 +93,10 @@ def test_protocol_summaries_save_csvs(tmp_path):
     assert table["protocol"].tolist() == ["paper", "track"]
     saved = pd.read_csv(tmp_path / "track_seed0_k.csv")
     assert list(saved.columns) == ["segment_id", "track_id", "label", "split"] and len(saved) == 60
+
+
+def test_protocol_summaries_name_files_relative_to_the_data_root(tmp_path, monkeypatch):
+    # a published summary must not carry the absolute paths of the machine that ran it
+    monkeypatch.setenv("GENRESTUDY_DATA", str(tmp_path / "data"))
+    table = splits.protocol_summaries(segments_table(3, 10, 2), seed=0, save_dir=tmp_path / "data" / "splits")
+    assert table["file"].tolist() == ["<data>/splits/paper_seed0.csv", "<data>/splits/track_seed0.csv"]

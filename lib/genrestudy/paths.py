@@ -46,3 +46,17 @@ def results_dir() -> Path:
 def shared_data_dir() -> Path:
     """Real GTZAN reference material kept beside the checkout (``../shared/data``)."""
     return _env_path("GENRESTUDY_SHARED_DATA", project_root().parent / "shared" / "data")
+
+
+def shown(path) -> str:
+    """``path`` as a published table shows it: relative to the project root, else to the data, cache
+    or shared-data root (``<data>/...``), else its name alone; never the absolute path of the
+    machine that ran the study."""
+    path = Path(path).expanduser().resolve()
+    for prefix, root in (("", project_root()), ("<data>/", data_dir()), ("<cache>/", cache_dir()),
+                         ("<shared>/", shared_data_dir())):
+        try:
+            return prefix + path.relative_to(root.resolve()).as_posix()
+        except ValueError:
+            continue
+    return path.name

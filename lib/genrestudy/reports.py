@@ -18,6 +18,20 @@ log = logging.getLogger(__name__)
 
 SYNTHETIC_NOTE = "SYNTHETIC demo data, not GTZAN"
 REPORTED_NOTE = "as reported by its source (not measured here)"
+#: the words that mark a ``source`` as restated from a publication: :func:`restated_source` writes
+#: them, :func:`is_restated` (and so :func:`save_table`'s stamp) reads them; one notion for both
+RESTATED_MARK = "as reported"
+
+
+def restated_source(who: str, where: str) -> str:
+    """The ``source`` label of numbers restated from a publication, e.g. ``paper (as reported; docs/PAPER.md)``."""
+    return f"{who} ({RESTATED_MARK}; {where})"
+
+
+def is_restated(sources) -> pd.Series:
+    """Whether each ``source`` label (a Series, or anything a Series takes) marks numbers restated from a
+    publication rather than measured here."""
+    return pd.Series(sources, dtype=object).astype(str).str.contains(RESTATED_MARK, regex=False)
 
 
 def save_fig(fig_id: str, fig: plt.Figure | None = None, *, synthetic: bool = False,
@@ -46,14 +60,16 @@ def save_table(table_id: str, frame: pd.DataFrame, *, synthetic: bool = False,
     """Save a table as ``results/<table_id>.csv`` and ``.md``; returns the CSV path.
 
     ``synthetic=True`` adds a ``data`` column saying so to the CSV and a heading line to the Markdown;
-    rows restated from a publication (a ``source`` saying "as reported") are not ours, and their
-    ``data`` says that instead.
+    rows restated from a publication (:func:`is_restated` ``source``) are not ours, and their
+    ``data`` says that instead. Absolute paths in the cells are written relative to the study's
+    roots (:func:`genrestudy.paths.shown`): a published table does not carry the machine's layout.
     """
     out_dir = paths.results_dir()
     out_dir.mkdir(parents=True, exist_ok=True)
     frame = frame.reset_index() if index else frame.copy()
+    frame = frame.map(lambda v: paths.shown(v) if isinstance(v, str) and Path(v).is_absolute() else v)
     if synthetic:
-        reported = (frame["source"].astype(str).str.contains("as reported", regex=False) if "source" in frame
+        reported = (is_restated(frame["source"]).set_axis(frame.index) if "source" in frame
                     else pd.Series(False, index=frame.index))
         frame.insert(len(frame.columns), "data", reported.map({True: REPORTED_NOTE, False: SYNTHETIC_NOTE}))
     csv_path = out_dir / f"{table_id}.csv"
@@ -61,11 +77,12 @@ def save_table(table_id: str, frame: pd.DataFrame, *, synthetic: bool = False,
     shown = frame.map(lambda v: float_format.format(v) if isinstance(v, float) else v)
     heading = f"# {table_id}\n\n" + (f"**{SYNTHETIC_NOTE}.**\n\n" if synthetic else "")
     with cache.atomic_path(out_dir / f"{table_id}.md") as tmp:
-        tmp.write_text(heading + _markdown(shown) + "\n")
+        tmp.write_text(heading + markdown_table(shown) + "\n")
     return csv_path
 
 
-def _markdown(frame: pd.DataFrame) -> str:
+def markdown_table(frame: pd.DataFrame) -> str:
+    """A Markdown pipe table of ``frame`` (cells as ``str`` gives them)."""
     # pandas' to_markdown needs the optional 'tabulate'; a pipe table is simple enough to write
     cols = [str(c) for c in frame.columns]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]

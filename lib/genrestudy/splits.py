@@ -165,7 +165,10 @@ def resolve_lists_dir(lists_dir) -> Path | None:
 def protocol_summaries(segments: pd.DataFrame, *, seed: int = 0, lists_dir=None, save_dir=None,
                        tag: str = "") -> pd.DataFrame:
     """Make every protocol's split (``filtered`` only with ``lists_dir``), optionally save each
-    as ``<save_dir>/<protocol>_seed<seed>_<tag>.csv``, and summarise them one row each."""
+    as ``<save_dir>/<protocol>_seed<seed>_<tag>.csv``, and summarise them one row each (``file``
+    relative to the study's roots, :func:`genrestudy.paths.shown`)."""
+    from . import paths
+
     rows = []
     for protocol in PROTOCOLS:
         if protocol == "filtered" and lists_dir is None:
@@ -177,6 +180,6 @@ def protocol_summaries(segments: pd.DataFrame, *, seed: int = 0, lists_dir=None,
             row.update(listed_tracks_missing=len(coverage["missing"]))
         if save_dir is not None:
             name = f"{protocol}_seed{seed}" + (f"_{tag}" if tag else "") + ".csv"
-            row["file"] = str(save_split(split, segments, Path(save_dir) / name))
+            row["file"] = paths.shown(save_split(split, segments, Path(save_dir) / name))
         rows.append(row)
     return pd.DataFrame(rows)
