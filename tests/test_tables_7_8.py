@@ -15,15 +15,29 @@ def _proba(y_pred, n_classes):
     return proba
 
 
-def test_perfect_predictions_score_100_with_a_degenerate_interval():
+def test_perfect_predictions_get_an_exact_accuracy_interval_and_no_collapsed_one():
     y = np.repeat(np.arange(3), 6)
     tracks = np.repeat(np.arange(6), 3)  # three segments per track, one label per track
     rows = table7.score_with_ci(_proba(y, 3), y, tracks, n_resamples=50)
     assert [r["level"] for r in rows] == ["segment", "track"]
-    assert rows[0]["n"] == 18 and rows[1]["n"] == 6
+    assert (rows[0]["n"], rows[1]["n"], rows[0]["n_tracks"], rows[1]["n_tracks"]) == (18, 6, 6, 6)
     for row in rows:
-        for metric in table7.METRICS:
-            assert row[metric] == row[f"{metric}_ci_low"] == row[f"{metric}_ci_high"] == 100.0
+        # 6 of 6 tracks right: Clopper-Pearson's 95 % interval is [0.025 ** (1/6), 1], not [1, 1]
+        assert row["accuracy"] == 100.0 and row["accuracy_ci_high"] == 100.0
+        assert row["accuracy_ci_low"] == pytest.approx(100 * 0.025 ** (1 / 6))
+        for metric in table7.METRICS[1:]:  # a bootstrap of a perfect score collapses: no interval is shown
+            assert row[metric] == 100.0 and np.isnan(row[f"{metric}_ci_low"]) and np.isnan(row[f"{metric}_ci_high"])
+
+
+def test_exact_interval_is_clopper_pearson():
+    from scipy.stats import binomtest
+
+    for k, n in ((10, 10), (0, 10), (7, 10), (55, 60)):
+        ci = binomtest(k, n).proportion_ci(method="exact")
+        assert evaluation.exact_interval(k, n) == pytest.approx((ci.low, ci.high))
+    assert evaluation.exact_interval(10, 10)[0] == pytest.approx(0.6915, abs=1e-4)  # the issue's "about 69"
+    with pytest.raises(ValueError, match="successes"):
+        evaluation.exact_interval(11, 10)
 
 
 def test_scores_match_the_evaluation_module_and_intervals_bracket_them():
@@ -36,10 +50,33 @@ def test_scores_match_the_evaluation_module_and_intervals_bracket_them():
     expected = evaluation.classification_metrics(y, y_pred, labels=np.arange(4))
     for metric in table7.METRICS:
         assert seg[metric] == pytest.approx(100 * expected[metric])
-        assert seg[f"{metric}_ci_low"] <= seg[metric] <= seg[f"{metric}_ci_high"]
-        assert seg[f"{metric}_ci_high"] - seg[f"{metric}_ci_low"] > 1.0  # a real interval, not a point
+        assert seg[f"{metric}_ci_low"] < seg[metric] < seg[f"{metric}_ci_high"]
     votes = evaluation.track_level_predictions(proba, y, tracks)
-    assert trk["accuracy"] == pytest.approx(100 * (votes["y_true"] == votes["y_pred"]).mean())
+    right = int((votes["y_true"] == votes["y_pred"]).sum())
+    assert trk["accuracy"] == pytest.approx(100 * right / 40)
+    # accuracy's intervals are exact over the 40 test tracks (segment level: its share of 40 tracks)
+    assert (trk["accuracy_ci_low"], trk["accuracy_ci_high"]) == pytest.approx(
+        tuple(100 * v for v in evaluation.exact_interval(right, 40)))
+    assert (seg["accuracy_ci_low"], seg["accuracy_ci_high"]) == pytest.approx(
+        tuple(100 * v for v in evaluation.exact_interval(expected["accuracy"] * 40, 40)))
+
+
+def test_an_interval_that_excludes_its_point_is_not_reported():
+    # ten tracks, one per genre: the bootstrap's weighted precision is biased upwards by resamples
+    # that drop genres, and its percentile interval [65.8, 86.5] misses the point 63.8
+    rng = np.random.default_rng(1)
+    tracks = np.repeat(np.arange(10), 10)
+    y = tracks % 10
+    pred = np.where(rng.random(100) < 0.6, y, rng.integers(0, 10, 100))
+    segment = table7.score_with_ci(np.eye(10)[pred] + 0.01, y, tracks, n_resamples=200)[0]
+    assert segment["precision_weighted"] == pytest.approx(63.8, abs=0.05)
+    assert np.isnan(segment["precision_weighted_ci_low"]) and np.isnan(segment["precision_weighted_ci_high"])
+    for metric in table7.METRICS:  # every interval shown contains its point
+        low, high = segment[f"{metric}_ci_low"], segment[f"{metric}_ci_high"]
+        assert (np.isnan(low) and np.isnan(high)) or low <= segment[metric] <= high
+    shown = table7.compact(table7.table07([pd.DataFrame([{"protocol": "track", "key": "hybrid_grid", "method": "m",
+                                                           "source": table7.OUR_SOURCE, **segment}])]), "track")
+    assert shown.loc[0, "precision"] == "63.8"  # the point alone, no interval
 
 
 def test_score_with_ci_refuses_misaligned_input():
@@ -89,31 +126,90 @@ def _run(key, y_pred, n_classes, rows):
                              report={})
 
 
-def test_findings_claim_a_difference_only_when_its_paired_interval_excludes_zero():
-    rng = np.random.default_rng(0)
-    tracks = np.repeat(np.arange(60), 5)
+def _claims_runs(n_tracks=60, track_protocol_tracks=10, seed=0):
+    """Five segments per track; under `paper` every track is in test, under `track` the first few."""
+    rng = np.random.default_rng(seed)
+    tracks = np.repeat(np.arange(n_tracks), 5)
     y = tracks % 3
     good = np.where(rng.random(len(y)) < 0.9, y, (y + 1) % 3)
     poor = np.where(rng.random(len(y)) < 0.4, y, (y + 1) % 3)
     rows = np.arange(len(y))
+    few = rows[tracks < track_protocol_tracks]
     runs = {"paper": {"hybrid_grid": _run("hybrid_grid", good, 3, rows),
                       "hybrid_random": _run("hybrid_random", good, 3, rows),  # identical predictions
-                      "end_to_end": _run("end_to_end", poor, 3, rows)}}  # a clear gap
-    diffs = findings.paired_differences(runs, y, tracks, n_resamples=300).set_index("comparison")
-    same = diffs.loc["Grid − Random Search (hybrid)"]
-    assert (same["difference"], same["ci_low"], same["ci_high"], same["resolved"]) == (0.0, 0.0, 0.0, False)
-    gap = diffs.loc["Grid-Search hybrid − end-to-end"]
-    assert gap["resolved"] and gap["ci_low"] > 30 and gap["paired"]
+                      "end_to_end": _run("end_to_end", poor, 3, rows)},  # a clear gap
+            "track": {"hybrid_grid": _run("hybrid_grid", good[few], 3, few),
+                      "end_to_end": _run("end_to_end", (y[few] + 1) % 3, 3, few)}}  # all wrong
+    return runs, y, tracks
+
+
+def test_claims_are_paired_over_tracks_corrected_and_refused_below_the_minimum():
+    runs, y, tracks = _claims_runs()
+    frame = findings.claims(runs, y, tracks).set_index(["protocol", "comparison"])
+    same = frame.loc[("paper", "Grid − Random Search (hybrid)")]
+    assert (same["difference"], same["p"], same["n_tracks"]) == (0.0, 1.0, 60)
+    assert same["ci_low"] < -5 and same["ci_high"] > 5  # conservative, never zero wide
+    assert same["decision"].startswith("no difference shown")
+    gap = frame.loc[("paper", "Grid-Search hybrid − end-to-end")]
+    per_track = (findings.per_track_accuracy(runs["paper"]["hybrid_grid"], y, tracks)
+                 - findings.per_track_accuracy(runs["paper"]["end_to_end"], y, tracks))
+    assert gap["difference"] == pytest.approx(100 * per_track.mean())
+    assert gap["ci_low"] > 0 and gap["p_holm"] < 0.05 and gap["decision"] == "claimed: hybrid_grid higher"
+    # track protocol: end-to-end wrong on all 10 tracks, the hybrid nearly right: a 10-track gap of
+    # about 90 points, still not tested (fewer than MIN_TEST_TRACKS)
+    small = frame.loc[("track", "Grid-Search hybrid − end-to-end")]
+    assert small["n_tracks"] == 10 < findings.MIN_TEST_TRACKS and small["difference"] > 80
+    assert np.isnan(small["p"]) and small["decision"] == f"not tested: 10 shared test tracks < {findings.MIN_TEST_TRACKS}"
+    # one method under two protocols: paired on the 10 tracks both test sets hold, so not tested either
+    across = frame.loc[("paper − track", "hybrid grid: paper − track protocol")]
+    assert across["n_tracks"] == 10 and across["test"] == "none"
+    # Holm over the tested family: adjusted p never below the raw p, and as by hand
+    tested = frame[np.isfinite(frame["p"])]
+    assert len(tested) == 2 and (tested["p_holm"] >= tested["p"]).all()
+    assert findings.holm([0.01, 0.04, 0.03, np.nan]) == pytest.approx([0.03, 0.06, 0.06, np.nan], nan_ok=True)
+
+
+def test_a_ten_track_perfect_score_is_no_claim():
+    # the issue's case: 10 of 10 against 0 of 10 gives [100, 100]-wide percentile intervals; here the
+    # interval is exact and the comparison is refused for too few tracks
+    a, b = pd.Series(1.0, index=range(10)), pd.Series(0.0, index=range(10))
+    result = findings.compare_paired(a, b, test=False)
+    assert result["difference"] == 1.0 and result["ci_low"] == pytest.approx(2 * 0.0125 ** 0.1 - 1)
+    assert result["ci_high"] == 1.0 and np.isnan(result["p"])
+    tested = findings.compare_paired(a.reindex(range(40), fill_value=1.0), b.reindex(range(40), fill_value=0.0))
+    assert tested["p"] < 1e-3 and tested["ci_low"] > 0.7
+
+
+def test_findings_are_a_table_of_claims_and_a_few_sentences():
+    runs, y, tracks = _claims_runs()
+    frame = findings.claims(runs, y, tracks)
     table = table7.table07([_ours("paper", PAPER_ACC), _ours("track", TRACK_ACC)])
-    across = findings.protocol_differences(table)
-    assert len(across) == 10 and not across["paired"].any()
-    assert across.set_index(["a", "level"]).loc[("end_to_end", "segment"), "difference"] == pytest.approx(20.0)
-    text = findings.findings(table, pd.concat([diffs.reset_index(), across]), synthetic=True)
-    assert text.startswith("On the SYNTHETIC demo data")
-    assert "Grid − Random Search (hybrid): +0.0 points [+0.0, +0.0], not resolved" in text
-    assert "Grid-Search hybrid − end-to-end: +" in text and ", a difference (paired bootstrap" in text
-    assert "independent test sets, intervals combined" in text and "track-grouped" in text
-    assert "leakage-free" not in text
+    weights = {"MSD musicnn + LightGBM": "published music-trained weights",
+               "ResNet-50 end-to-end": "random init (no pretrained weights)"}
+    text = findings.findings(table, frame, synthetic=True, weights=weights)
+    prose, _, table_md = text.partition("\n\n")
+    assert prose.startswith("On the SYNTHETIC demo data")
+    assert f"{len(frame)} comparisons of segment accuracy were declared" in prose and "2 had at least 30" in prose
+    assert "1 is claimed: Grid-Search hybrid − end-to-end under `paper` (+" in prose
+    assert "published music-trained weights: MSD musicnn + LightGBM" in prose
+    assert "reflects their weights" in prose and "the differences below" not in prose
+    assert prose.count(".") < 12  # a few sentences, not one per comparison
+    lines = table_md.splitlines()
+    assert lines[0].startswith("| comparison | protocol | test tracks | difference (points) [interval]")
+    assert len(lines) == 2 + len(frame)
+    assert sum("not tested: 10 shared test tracks" in line for line in lines) == len(frame) - 2
+    none = findings.findings(table, frame[~frame["decision"].str.startswith("claimed")], synthetic=False)
+    assert "No difference is claimed." in none and "SYNTHETIC" not in none and "weights" not in none.split("\n")[0]
+
+
+def test_scope_says_what_the_run_can_show_from_its_facts():
+    table = table7.table07([_ours("paper", PAPER_ACC), _ours("track", TRACK_ACC)])
+    table.loc[(table["protocol"] == "track") & (table["level"] == "track"), "n"] = 10
+    text = findings.scope(table, synthetic=True, weights={"ResNet-50 end-to-end": "random init (no pretrained weights)"})
+    assert "SYNTHETIC demo clips" in text and "random init (no pretrained weights): ResNet-50 end-to-end" in text
+    assert "- Protocol `track`: 10 test tracks (fewer than the minimum of 30: no comparison on them is claimed)" in text
+    assert "at least 31 points wide" in text  # 1 - 0.025 ** (1/10) = 30.8 %
+    assert "- Protocol `paper`: 100 test tracks (at least the minimum of 30 for a comparison)" in text
 
 
 def _step(seconds, peak, before, **extra):
@@ -181,6 +277,16 @@ def test_results_index_gathers_every_table(study_dirs):
     path = reports.write_results_index(findings_text="Accuracy fell by 12 points.")
     text = path.read_text()
     assert path == study_dirs["results"] / "README.md"
+    assert "can and cannot show" not in text  # no scope given, none invented
+    scope = findings.scope(table7.table07([_ours("track", TRACK_ACC)]), synthetic=True,
+                           weights={"ResNet-50 end-to-end": "random init (no pretrained weights)"})
+    lines = reports.write_results_index(findings_text="x", scope_text=scope).read_text().splitlines()
+    # what the demo can and cannot show comes first, right under the heading
+    assert lines[0] == "# results/" and lines[2].startswith("**What this run can and cannot show**")
+    assert any("SYNTHETIC demo clips" in line for line in lines[:6])
+    assert any(line.startswith("- Weights: random init") for line in lines[:8])
+    path = reports.write_results_index(findings_text="Accuracy fell by 12 points.")
+    text = path.read_text()
     assert "## Findings (Table 7)\n\nAccuracy fell by 12 points." in text
     assert "- [table01_dataset](table01_dataset.md)" in text and "[CSV](table08_efficiency.csv)" in text
     assert "| blues | 3 |" in text and "SYNTHETIC" in text and "\n# table01_dataset" not in text
@@ -206,16 +312,22 @@ def test_bootstrap_metrics_agree_with_scikit_learn():
             assert evaluation._metric_statistic(metric)(t, p) == pytest.approx(expected)
 
 
-def test_compact_table7_has_the_papers_layout_and_the_figures_draw():
+def test_compact_table7_has_the_papers_layout_and_the_figures_draw(study_dirs):
     table = table7.table07([_ours("paper", PAPER_ACC), _ours("track", TRACK_ACC)])
     compact = table7.compact(table, "paper")
     assert list(compact.columns) == ["method", "source", "accuracy", "precision", "recall", "F1", "macro F1",
                                      "track accuracy"]
     first = compact.iloc[0]
-    assert (first["source"], first["accuracy"], first["track accuracy"]) == ("ours", "90.0 [85.0, 95.0]",
+    assert (first["source"], first["accuracy"], first["track accuracy"]) == (table7.OUR_SOURCE, "90.0 [85.0, 95.0]",
                                                                              "92.0 [87.0, 97.0]")
-    assert compact.iloc[1]["source"] == "paper" and compact.iloc[1]["accuracy"] == "81.2"
-    assert (table7.compact(table, "track")["source"] == "ours").all()
+    assert compact.iloc[1]["source"] == table7.PAPER_SOURCE and compact.iloc[1]["accuracy"] == "81.2"
+    assert (table7.compact(table, "track")["source"] == table7.OUR_SOURCE).all()
+    # saved from synthetic data, the paper's own rows are stamped as restated, ours as synthetic
+    saved = pd.read_csv(reports.save_table("table07_paper", compact, synthetic=True))
+    restated = reports.is_restated(saved["source"])
+    assert restated.sum() == len(PAPER_METHODS) and (saved.loc[restated, "method"] == list(PAPER_METHODS.values())).all()
+    assert (saved.loc[restated, "data"] == reports.REPORTED_NOTE).all()
+    assert (saved.loc[~restated, "data"] == reports.SYNTHETIC_NOTE).all() and (~restated).sum() == len(PAPER_METHODS)
     with pytest.raises(ValueError, match="no rows for protocol 'filtered'"):
         table7.compact(table, "filtered")
     forest = plots.plot_forest(table)

@@ -232,34 +232,69 @@ def _resampled_metrics(truth, pred, groups, *, n_resamples: int, seed: int) -> p
     return pd.DataFrame(out)
 
 
+def exact_interval(successes, n: int, *, confidence: float = 0.95) -> tuple[float, float]:
+    """Clopper-Pearson (exact binomial) interval of a proportion ``successes / n``.
+
+    It never collapses on a small sample (10 of 10 gives about [0.69, 1]) and always contains
+    ``successes / n``. ``successes`` may be fractional (a mean of per-track shares times ``n``):
+    the beta quantiles are then those of the nearest binomial, continuously.
+    """
+    if n < 1 or not 0 <= successes <= n:
+        raise ValueError(f"need 0 <= successes <= n and n >= 1, got {successes} of {n}")
+    tail = (1 - confidence) / 2
+    low = 0.0 if successes == 0 else float(stats.beta.ppf(tail, successes, n - successes + 1))
+    high = 1.0 if successes == n else float(stats.beta.ppf(1 - tail, successes + 1, n - successes))
+    return low, high
+
+
+def _reportable(point: float, low: float, high: float) -> tuple[float, float]:
+    """The interval, or NaN for both ends where it collapsed or excludes its own point: such an
+    interval says nothing trustworthy, and the metric is then reported without one."""
+    if not (low < high and low <= point <= high):
+        return float("nan"), float("nan")
+    return low, high
+
+
 def score_with_ci(proba: np.ndarray, y_true, track_ids, *, n_resamples: int = 1000,
                   confidence: float = 0.95, seed: int = 0) -> list[dict]:
-    """Table 7's metrics (percent) with bootstrap intervals, at segment and at track level.
+    """Table 7's metrics (percent) with intervals, at segment and at track level.
 
-    Segment level resamples whole test tracks (a track's segments are not independent);
-    track level predicts each track from the mean of its segments' probabilities and
-    resamples tracks.
+    Test tracks are the independent unit (a track's segments are not independent). Accuracy gets
+    an exact interval over the test tracks (:func:`exact_interval`): at track level of the
+    correct tracks; at segment level of the segment accuracy as if it were a share of the tracks,
+    which is conservative (a mean of per-track shares varies no more than a share of as many
+    independent tracks) and, unlike a bootstrap, cannot collapse when every track is right. The
+    other metrics get a percentile bootstrap over whole test tracks, reported only where it
+    neither collapses nor excludes its own point (otherwise NaN: the metric has no interval).
 
     Returns
     -------
     list of dict
-        Two rows (``level`` ``"segment"`` and ``"track"``): ``n``, and per metric its value,
-        ``<metric>_ci_low`` and ``<metric>_ci_high``.
+        Two rows (``level`` ``"segment"`` and ``"track"``): ``n`` (segments or tracks), ``n_tracks``,
+        and per metric its value, ``<metric>_ci_low`` and ``<metric>_ci_high``.
     """
     proba = np.asarray(proba)
     y_true, track_ids = np.asarray(y_true), np.asarray(track_ids)
     if proba.ndim != 2 or len(proba) != len(y_true):
         raise ValueError(f"expected (n, n_classes) probabilities for {len(y_true)} labels, got {proba.shape}")
     tracks = track_level_predictions(proba, y_true, track_ids)
+    n_tracks = len(tracks)
     levels = {"segment": (y_true, proba.argmax(axis=1), track_ids),
               "track": (tracks["y_true"].to_numpy(), tracks["y_pred"].to_numpy(), None)}
     rows, tail = [], 100 * (1 - confidence) / 2
     for level, (truth, pred, groups) in levels.items():
-        row = {"level": level, "n": int(len(truth))}
+        row = {"level": level, "n": int(len(truth)), "n_tracks": n_tracks}
         point = _all_metrics(truth, pred)
-        resampled = _resampled_metrics(truth, pred, groups, n_resamples=n_resamples, seed=seed)
+        resampled = (_resampled_metrics(truth, pred, groups, n_resamples=n_resamples, seed=seed)
+                     if n_tracks >= 2 else None)
         for metric in METRICS:
-            low, high = np.percentile(resampled[metric], [tail, 100 - tail])  # percentile intervals
+            if metric == "accuracy":
+                low, high = exact_interval(point[metric] * n_tracks, n_tracks, confidence=confidence)
+            elif resampled is not None:
+                low, high = np.percentile(resampled[metric], [tail, 100 - tail])
+                low, high = _reportable(point[metric], low, high)
+            else:
+                low = high = float("nan")
             row.update({metric: 100 * point[metric], f"{metric}_ci_low": 100 * low, f"{metric}_ci_high": 100 * high})
         rows.append(row)
     return rows

@@ -1,7 +1,7 @@
 """Table 7: every registered method of the study under each split protocol, with the paper's rows.
 
 Every number of ours is computed in the run that writes the table, at segment level (as the
-paper) and track level, each with a bootstrap interval over test tracks. The paper's numbers
+paper) and track level, each with an interval over test tracks (exact for accuracy). The paper's numbers
 come from the methods that have them (``Method.paper``, restated from ``docs/PAPER.md``) and
 appear in rows of their own, labelled with that source, never mixed with ours.
 """
@@ -13,8 +13,9 @@ import pandas as pd
 from .evaluation import METRICS, score_with_ci  # noqa: F401  (Table 7's metrics, scored with intervals)
 from .methods import StudyData, registered, run_method
 from .progress import progress_bar
+from .reports import restated_source
 
-PAPER_SOURCE = "paper (as reported; docs/PAPER.md)"
+PAPER_SOURCE = restated_source("paper", "docs/PAPER.md")
 OUR_SOURCE = "this study (measured)"
 
 def run_methods(data: StudyData, split, methods=None, *, progress: bool = True) -> dict:
@@ -86,7 +87,7 @@ def table07(ours: list[pd.DataFrame], methods=None) -> pd.DataFrame:
                          _m=frame["key"].map(order).fillna(len(order)),
                          _s=(frame["source"] == PAPER_SOURCE).astype(int))
     frame = frame.sort_values(["_p", "_l", "_m", "_s"], kind="stable").drop(columns=["_p", "_l", "_m", "_s"])
-    columns = ["protocol", "level", "key", "method", "source", "n"]
+    columns = ["protocol", "level", "key", "method", "source", "n", "n_tracks"]
     for metric in METRICS:
         columns += [metric, f"{metric}_ci_low", f"{metric}_ci_high"]
     return frame.reindex(columns=columns).reset_index(drop=True)
@@ -104,7 +105,9 @@ def _with_interval(row: pd.Series, metric: str) -> str:
 def compact(table: pd.DataFrame, protocol: str) -> pd.DataFrame:
     """Table 7 of one protocol as the paper printed it: one row per method (ours, then the paper's
     when it has one), segment-level accuracy, precision, recall, F1 (weighted) and macro F1, each
-    ``81.2 [78.1, 84.0]``, and track-level accuracy in one more column."""
+    ``81.2 [78.1, 84.0]`` (the point alone where the metric has no interval), and track-level
+    accuracy in one more column. ``source`` is the long table's label, so the paper's rows stay
+    marked as restated (:func:`genrestudy.reports.is_restated`) wherever the table is saved."""
     part = table[table["protocol"] == protocol]
     if part.empty:
         raise ValueError(f"Table 7 has no rows for protocol {protocol!r}")
@@ -113,7 +116,7 @@ def compact(table: pd.DataFrame, protocol: str) -> pd.DataFrame:
     rows = []
     for _, row in segment.iterrows():
         ours = row["source"] == OUR_SOURCE
-        rows.append({"method": row["method"], "source": "ours" if ours else "paper",
+        rows.append({"method": row["method"], "source": row["source"],
                      **{name: _with_interval(row, metric) for name, metric in
                         (("accuracy", "accuracy"), ("precision", "precision_weighted"),
                          ("recall", "recall_weighted"), ("F1", "f1_weighted"), ("macro F1", "f1_macro"))},
