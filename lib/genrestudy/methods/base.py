@@ -238,6 +238,11 @@ class Method(abc.ABC):
         ``precision_weighted``, ``recall_weighted``, ``f1_weighted``), when the paper has it.
     version : int
         Bump when a change in the method's code changes its predictions (invalidates its cache).
+    pretrained : str
+        Where its network's weights come from before it learns genres: ``"study"`` (the study's
+        backbone weights, ``inputs.weights``: random init in the demo), ``"published"`` (a
+        music-trained network's published weights) or ``"none"`` (no pretrained network). Methods
+        that start from different weights are not ranked as if only the method differed.
     """
 
     key: ClassVar[str]
@@ -245,6 +250,7 @@ class Method(abc.ABC):
     needs: ClassVar[tuple[str, ...]] = ("features",)
     paper: ClassVar[dict | None] = None
     version: ClassVar[int] = 1
+    pretrained: ClassVar[str] = "none"
 
     def __init__(self, inputs):
         self.inputs = inputs
@@ -288,6 +294,16 @@ def register(cls: type[Method]) -> type[Method]:
 def unregister(key: str) -> None:
     """Remove a method from the registry (tests register throwaway methods)."""
     REGISTRY.pop(key, None)
+
+
+def starting_weights(cls: type[Method], inputs) -> str:
+    """In words, the weights ``cls``'s network starts from under ``inputs`` (:attr:`Method.pretrained`)."""
+    if cls.pretrained == "published":
+        return "published music-trained weights"
+    if cls.pretrained == "study":
+        weights = getattr(inputs, "weights", None)
+        return "random init (no pretrained weights)" if weights is None else f"ImageNet backbone ({weights})"
+    return "no pretrained network"
 
 
 def registered(inputs=None) -> list[type[Method]]:

@@ -48,6 +48,7 @@ def split_of(train: Part, valid: Part) -> np.ndarray:
 @register
 class EndToEnd(Method):
     key, name, needs = "end_to_end", "ResNet-50 end-to-end", ("images",)
+    pretrained = "study"
     paper = {"accuracy": 82.50, "precision_weighted": 82.65, "recall_weighted": 82.50, "f1_weighted": 83.44}
 
     def settings(self) -> dict:

@@ -38,6 +38,7 @@ class _FrozenBackbone(Method):
 
     backbone: ClassVar[str]
     needs = ()
+    pretrained = "study"
 
     def __init__(self, inputs):
         super().__init__(inputs)

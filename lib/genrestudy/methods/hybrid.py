@@ -55,6 +55,7 @@ class _SearchedLightGBM(Method):
     """LightGBM on the backbone's features with a searched configuration."""
 
     needs = ("features",)
+    pretrained = "study"
     search: ClassVar[str]
     retrained: ClassVar[bool]
 

@@ -40,6 +40,7 @@ class _Musicnn(Method):
 
     model: ClassVar[str]
     needs = ("musicnn",)
+    pretrained = "published"
 
     def __init__(self, inputs):
         super().__init__(inputs)
