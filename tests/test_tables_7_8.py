@@ -1,12 +1,30 @@
 """Table 7 and Table 8 assembly, bootstrap intervals, the findings paragraph, results/README.md."""
 from __future__ import annotations
 
+import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from genrestudy import evaluation, findings, methods, plots, reports, table7, table8
+
+
+PAPER_MD = Path(__file__).resolve().parent.parent / "docs" / "PAPER.md"
+
+
+def _paper_md_rows(heading: str) -> dict[str, list[float]]:
+    """The rows of the first pipe table under ``heading`` in docs/PAPER.md: first cell -> its numbers."""
+    text = PAPER_MD.read_text().split(heading, 1)[1]
+    rows = {}
+    for line in text.splitlines()[1:]:
+        if rows and not line.startswith("|"):
+            break
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if line.startswith("|") and not cells[0].startswith("---"):
+            rows[cells[0]] = [float(v) for c in cells[1:] for v in re.findall(r"\d+\.\d+|\d+", c)]
+    return rows
 
 
 def _proba(y_pred, n_classes):
@@ -108,8 +126,12 @@ def test_table07_keeps_the_papers_rows_apart_and_ordered():
     paper_rows = table[table["source"] == table7.PAPER_SOURCE]
     assert len(paper_rows) == 5 and set(paper_rows["protocol"]) == {"paper"}
     assert paper_rows["level"].eq("segment").all() and paper_rows["n"].isna().all()
-    assert paper_rows.set_index("method").loc["ResNet-50 end-to-end", "accuracy"] == 82.50
-    assert paper_rows.set_index("method").loc["ResNet-50 + LightGBM (Grid Search)", "f1_weighted"] == 81.13
+    # every restated number is docs/PAPER.md's Table 7, method by method (not the code's constants again)
+    documented = _paper_md_rows("### Results (Table 7")
+    assert set(paper_rows["method"]) == set(documented) - {"method"}
+    for _, row in paper_rows.iterrows():
+        metrics = ["accuracy", "precision_weighted", "recall_weighted", "f1_weighted"]
+        assert [row[m] for m in metrics] == documented[row["method"]], row["method"]
     # each paper row right after our row of the same method, paper protocol, segment level
     for i in paper_rows.index:
         above = table.loc[i - 1]
@@ -249,6 +271,12 @@ def test_efficiency_table_puts_measurements_and_the_papers_side_by_side():
     assert table.loc["audio file to genre, per file (median)", "hybrid"] == 0.5
     assert "peak GPU memory of the fit" not in table.index  # no GPU measured: no row
     assert (table["hardware"] == "test CPU").all()
+    # the paper's columns are docs/PAPER.md's Table 8 (not the code's constants restated)
+    documented = _paper_md_rows("### Efficiency (Table 8")
+    assert [train["paper_end_to_end"], train["paper_hybrid"]] == documented["training time"][:2]
+    assert [ram["paper_end_to_end"], ram["paper_hybrid"]] == documented["RAM"][:2]
+    assert table.loc["feature extraction peak RAM (RSS)", "paper_hybrid"] == documented["RAM"][2]
+    assert [batched["paper_end_to_end"], batched["paper_hybrid"]] == documented["prediction time per sample"]
 
 
 def test_efficiency_table_shows_gpu_memory_when_measured_and_needs_every_latency():
@@ -261,10 +289,23 @@ def test_efficiency_table_shows_gpu_memory_when_measured_and_needs_every_latency
         table8.efficiency_table(**given)
 
 
-def test_fig12_has_three_log_panels():
-    fig = plots.plot_efficiency(table8.efficiency_table(**_efficiency()))
+def test_fig12_has_three_log_panels_drawing_the_tables_numbers():
+    given = _efficiency()
+    given["settings"]["end_to_end_fit"] = "REDUCED: 2 epochs"
+    table = table8.efficiency_table(**given)
+    fig = plots.plot_efficiency(table)
     axes = fig.get_axes()
     assert len(axes) == 3 and all(ax.get_yscale() == "log" for ax in axes)
+    rows = table.set_index("measure")
+    for ax, measure in zip(axes, ["training time (fit alone)", "peak RAM of the step's process (RSS)",
+                                  "prediction time per sample, batched (median)"]):
+        heights = [bar.get_height() for bar in ax.patches]
+        row = rows.loc[measure]
+        assert heights == pytest.approx([row["end_to_end"], row["hybrid"], row["paper_end_to_end"],
+                                         row["paper_hybrid"]]), measure
+    # the reduced end-to-end fit is hatched and labelled on the panels it measured, the others not
+    assert axes[0].patches[0].get_hatch() == "//" and axes[0].patches[1].get_hatch() is None
+    assert [t.get_text() for t in axes[0].texts] == ["REDUCED"] and not axes[2].texts
     with pytest.raises(ValueError, match="no row"):
         plots.plot_efficiency(pd.DataFrame({"measure": ["other"]}))
 
