@@ -261,7 +261,7 @@ def run_comparison(extractors: list, data, split, *, protocol: str, n_resamples:
 
 
 def _interval(row: pd.Series, metric: str) -> str:
-    return f"{row[metric]:.1f} [{row[f'{metric}_ci_low']:.1f}, {row[f'{metric}_ci_high']:.1f}]"
+    return table7.with_interval(row, metric)  # the point alone where no interval is reported
 
 
 def comparison_table(extractors: list, rows: pd.DataFrame, details: pd.DataFrame) -> pd.DataFrame:
