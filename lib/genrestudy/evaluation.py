@@ -180,7 +180,7 @@ def bootstrap_ci(statistic: Callable[..., float], *arrays, groups=None, n_resamp
 
 # ---------------------------------------------------------------- Table 7's scores with intervals
 
-#: Table 7's metrics here (weighted as the paper, plus macro F1); each gets a bootstrap interval
+#: Table 7's metrics here (weighted as the paper, plus macro F1), each with an interval (:func:`score_with_ci`)
 METRICS = ("accuracy", "precision_weighted", "recall_weighted", "f1_weighted", "f1_macro")
 
 
