@@ -164,11 +164,13 @@ def claimed(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[frame["decision"].str.startswith("claimed")] if len(frame) else frame
 
 
+def fmt_p(p: float) -> str:
+    """A p-value as shown: three places, ``< 0.001`` below that, ``—`` when not tested."""
+    return "—" if not np.isfinite(p) else "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
 def claims_table(frame: pd.DataFrame) -> pd.DataFrame:
     """:func:`claims` as shown: difference and interval in points, p-values to three places."""
-    def fmt_p(p):
-        return "—" if not np.isfinite(p) else f"{p:.3f}"
-
     return pd.DataFrame({"comparison": frame["comparison"], "protocol": frame["protocol"],
                          "test tracks": frame["n_tracks"],
                          "difference (points) [interval]": [f"{d:+.1f} [{lo:+.1f}, {hi:+.1f}]" for d, lo, hi in
@@ -191,10 +193,11 @@ def findings(table: pd.DataFrame, frame: pd.DataFrame, *, synthetic: bool, weigh
     parts.append(f"{len(frame)} comparisons of segment accuracy were declared before the run: the paper's method "
                  f"pairs under each protocol and each method under one protocol against another, each on the test "
                  f"tracks both sides share. {len(tested)} had at least {MIN_TEST_TRACKS} shared test tracks and were "
-                 f"tested ({_TEST}, Holm's correction over the {len(tested)}); the others are not tested.")
+                 f"tested ({_TEST}, Holm's correction over the {len(tested)}); the other {len(frame) - len(tested)} "
+                 f"had fewer and are not tested.")
     if len(won):
         listed = "; ".join(f"{r['comparison']} under `{r['protocol']}` ({r['difference']:+.1f} points "
-                           f"[{r['ci_low']:+.1f}, {r['ci_high']:+.1f}], Holm p {r['p_holm']:.3f})"
+                           f"[{r['ci_low']:+.1f}, {r['ci_high']:+.1f}], Holm p {fmt_p(r['p_holm'])})"
                            for _, r in won.iterrows())
         parts.append(f"{len(won)} {'is' if len(won) == 1 else 'are'} claimed: {listed}.")
     else:
