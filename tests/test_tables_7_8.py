@@ -224,6 +224,18 @@ def test_findings_are_a_table_of_claims_and_a_few_sentences():
     assert "No difference is claimed." in none and "SYNTHETIC" not in none and "weights" not in none.split("\n")[0]
 
 
+def test_methods_say_which_weights_they_start_from():
+    from types import SimpleNamespace
+
+    registry, demo = methods.REGISTRY, SimpleNamespace(weights=None)
+    assert methods.starting_weights(registry["end_to_end"], demo) == "random init (no pretrained weights)"
+    assert methods.starting_weights(registry["hybrid_grid"], SimpleNamespace(weights="imagenet")) == "ImageNet weights"
+    assert methods.starting_weights(registry["hybrid_grid"], SimpleNamespace(weights="/a/b/w.h5")) == "weights from w.h5"
+    musicnn = [cls for key, cls in registry.items() if "musicnn" in key or "msd" in key]
+    assert musicnn and all(methods.starting_weights(cls, demo) == "published music-trained weights" for cls in musicnn)
+    assert methods.starting_weights(registry["spectral_knn_plain"], demo) == "no pretrained network"
+
+
 def test_scope_says_what_the_run_can_show_from_its_facts():
     table = table7.table07([_ours("paper", PAPER_ACC), _ours("track", TRACK_ACC)])
     table.loc[(table["protocol"] == "track") & (table["level"] == "track"), "n"] = 10

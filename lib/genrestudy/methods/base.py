@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -302,7 +303,10 @@ def starting_weights(cls: type[Method], inputs) -> str:
         return "published music-trained weights"
     if cls.pretrained == "study":
         weights = getattr(inputs, "weights", None)
-        return "random init (no pretrained weights)" if weights is None else f"ImageNet backbone ({weights})"
+        if weights is None:
+            return "random init (no pretrained weights)"
+        # a weights file by its name only: published text carries no machine paths
+        return "ImageNet weights" if weights == "imagenet" else f"weights from {Path(str(weights)).name}"
     return "no pretrained network"
 
 
