@@ -98,8 +98,8 @@ def check_files(entry: Path, recorded) -> None:
         path = entry / name
         if not path.is_file():
             raise EntryMismatch(f"{name} is missing")
-        if not isinstance(want, dict) or path.stat().st_size != want.get("bytes"):
-            raise EntryMismatch(f"{name} holds {path.stat().st_size} bytes, {want.get('bytes')} were written")
+        if not isinstance(want, dict):
+            raise EntryMismatch(f"{name} has no record")
         if "shape" in want:
             try:
                 shape, dtype, _ = npy_layout(path)
@@ -108,6 +108,8 @@ def check_files(entry: Path, recorded) -> None:
             if list(shape) != want["shape"] or dtype != want.get("dtype"):
                 raise EntryMismatch(f"{name} is {shape} {np.dtype(dtype).name}, "
                                     f"{tuple(want['shape'])} {np.dtype(want.get('dtype')).name} was written")
+        if path.stat().st_size != want.get("bytes"):
+            raise EntryMismatch(f"{name} holds {path.stat().st_size} bytes, {want.get('bytes')} were written")
     for name, want in recorded.items():
         if file_crc32(entry / name) != want.get("crc32"):
             raise EntryMismatch(f"{name} does not match the checksum recorded when it was written")
