@@ -292,7 +292,11 @@ def _payload_limits(archive: zipfile.ZipFile, path, header: dict) -> dict[str, i
     """Each payload entry's size limit, after checking its names and sizes against the header (nothing inflated)."""
     expected, sizes = header.get(PAYLOAD_FIELD), header.get(PAYLOAD_SIZES) or {}
     infos = {i.filename: i for i in archive.infolist() if i.filename != HEADER_ENTRY and not i.filename.endswith("/")}
-    if expected is None:
+    if expected is None:  # written before the records: the cap alone
+        for entry, info in sorted(infos.items()):
+            if info.file_size > MAX_ENTRY_BYTES:
+                raise ModelFileError(f"not a genrestudy model: {path} ({entry} would inflate to {info.file_size} "
+                                     f"bytes, more than the {MAX_ENTRY_BYTES} it may hold)")
         return {name: MAX_ENTRY_BYTES for name in infos}
     for entry in sorted(set(infos) | set(expected)):
         if entry not in expected or entry not in infos:
