@@ -139,6 +139,10 @@ def test_clean_recognises_a_cache_written_before_markers(tmp_path, capsys):
 def test_the_study_marks_the_cache_folder_it_creates(tmp_path):
     cache.open_or_build("toy", "k", open_entry=lambda e: 1, build=lambda e: {}, root=tmp_path / "new")
     assert (tmp_path / "new" / cache.ROOT_MARKER).is_file()
+    (tmp_path / "fresh" / "numba" / "librosa").mkdir(parents=True)  # numba's cache, put there at import
+    cache.open_or_build("toy", "k", open_entry=lambda e: 1, build=lambda e: {}, root=tmp_path / "fresh")
+    assert (tmp_path / "fresh" / cache.ROOT_MARKER).is_file()
+    assert {p.name for p, _ in cache.clean_caches(tmp_path / "fresh")} == {"k", "k.lock", "librosa"}
     (tmp_path / "used" / "x").mkdir(parents=True)  # a folder with things in it is not claimed
     cache.open_or_build("toy", "k", open_entry=lambda e: 1, build=lambda e: {}, root=tmp_path / "used")
     assert not (tmp_path / "used" / cache.ROOT_MARKER).exists()

@@ -186,7 +186,8 @@ def mark_root(root: Path) -> Path:
     created = not root.exists()
     make_writable_dir(root)
     marker = root / ROOT_MARKER
-    if not marker.exists() and (created or not any(root.iterdir())):
+    # importing genrestudy may already have put numba's cache folder there (genrestudy/__init__.py)
+    if not marker.exists() and (created or all(p.name == "numba" for p in root.iterdir())):
         with write_guard(root):
             marker.write_text("genrestudy cache folder: entries <kind>/<key>/ with meta.json; "
                               "python -m genrestudy.cache clean removes them\n")

@@ -19,6 +19,8 @@ from .cache_check import ENTRY_STAMP, META_FILE, ROOT_MARKER
 #: kinds of cache entry that ``clean`` keeps: material downloaded once (musicnn's published
 #: checkpoints, :mod:`genrestudy.musicnn_weights`), not derived from the study's inputs
 KEPT_KINDS = frozenset({"musicnn-weights"})
+#: numba's cache of librosa's compiled functions, which the study points into its cache folder
+NUMBA_FOLDER = "numba"
 # entries of kinds written before meta.json was: (the one file they hold, how it starts)
 _LEGACY = {"manifests": ("manifest.csv", b"track_id,label,path,")}
 
@@ -95,6 +97,9 @@ def study_items(root: Path) -> tuple[list[Path], list[Path], bool]:
             alien.append(kind)
             continue
         if kind.name in KEPT_KINDS:
+            continue
+        if kind.name == NUMBA_FOLDER and marked:  # the study's (genrestudy/__init__.py), rebuilt on demand
+            removable += sorted(kind.iterdir())
             continue
         items = sorted(kind.iterdir())
         entries = {p.name for p in items if is_study_entry(p)}
