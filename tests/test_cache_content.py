@@ -133,3 +133,13 @@ def test_an_entry_from_before_the_records_is_rebuilt(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         cache.open_or_build("toy", "k", open_entry=lambda e: 1, build=build, root=tmp_path)
     assert len(builds) == 2 and "written by an older genrestudy" in _damaged_line(caplog)[0]
+
+
+def test_a_meta_json_with_wrong_parameters_is_rebuilt_not_a_traceback(study, caplog):
+    meta_path = study["images"].root / cache.META_FILE
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps({**meta, "params": {"image_size": "big"}}))
+    with caplog.at_level(logging.WARNING):
+        again = build_image_set(study["manifest"], PARAMS, n_jobs=1)
+    assert len(_damaged_line(caplog)) == 1
+    np.testing.assert_array_equal(again.images, study["reference"])

@@ -210,7 +210,7 @@ def open_checked(kind: str, entry: Path, open_entry: Callable[[Path], T]) -> T |
     try:
         check_entry(entry)
         return open_entry(entry)
-    except (CacheError, OSError, ValueError) as exc:
+    except (CacheError, OSError, ValueError, KeyError, TypeError) as exc:
         log.warning("%s cache %s is damaged (%s); rebuilding it", kind, entry, str(exc).splitlines()[0][:200])
         return None
 
@@ -280,7 +280,7 @@ def open_or_build(kind: str, key: str, *, open_entry: Callable[[Path], T], build
         try:
             check_entry(entry)
             return open_entry(entry)
-        except (CacheError, OSError, ValueError):
+        except (CacheError, OSError, ValueError, KeyError, TypeError):
             pass  # damaged: said and rebuilt below, under the lock
     mark_root(root)
     make_writable_dir(entry.parent)

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from . import cache
-from .cache_check import expect_array
+from .cache_check import EntryMismatch, expect_array
 from .dataset import read_manifest
 from .segments import LabelledSegments, open_segment_entry, segment_clip
 from .signals import SegmentParams, SignalSet, build_signal_set, raise_invalid, segment_checks, write_segment_array
@@ -65,6 +65,8 @@ def open_image_set(root: Path, params: ImageParams | None = None) -> ImageSet:
     (default: the entry's own parameters)."""
     root, meta, images, segments = open_segment_entry(root, "images.npy", what="image",
                                                       builder="build_image_set")
+    if params is not None and meta.get("params") != asdict(params):
+        raise EntryMismatch(f"{root.name}/{cache.META_FILE} records other image parameters than those asked for")
     size = (params or ImageParams(**meta["params"])).image_size
     expect_array(images, what=f"{root.name}/images.npy", shape=(None, size, size), dtype=np.uint8)
     clips = read_manifest(root / "clips.csv")

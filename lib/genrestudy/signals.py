@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from . import cache
-from .cache_check import expect_array
+from .cache_check import EntryMismatch, expect_array
 from .audio import AudioError, load_audio
 from .dataset import read_manifest
 from .paths import SAMPLE_RATE
@@ -136,6 +136,8 @@ def open_signal_set(root: Path, params: SegmentParams | None = None) -> SignalSe
     (default: the entry's own parameters)."""
     root, meta, signals, segments = open_segment_entry(root, "signals.npy", what="signal",
                                                        builder="build_signal_set")
+    if params is not None and meta.get("params") != asdict(params):
+        raise EntryMismatch(f"{root.name}/{cache.META_FILE} records other segment parameters than those asked for")
     params = params or SegmentParams(**meta["params"])
     expect_array(signals, what=f"{root.name}/signals.npy", shape=(None, params.n_segments, params.segment_samples),
                  dtype=np.float32)
