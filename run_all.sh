@@ -3,7 +3,7 @@
 #   ./run_all.sh          set up .venv on first use, then run every numbered notebook in order
 #   ./run_all.sh test     the full test suite: pytest on lib/ (two workers) + nbval on every notebook
 #   ./run_all.sh lab      JupyterLab on the notebooks, with the project's environment
-#   ./run_all.sh clean    remove the caches (data/cache) and say how much they held
+#   ./run_all.sh clean    remove the cache entries the study wrote (data/cache) and say how much they held
 #   ./run_all.sh pin      record the exact package versions of .venv in constraints/ (after tests pass)
 #   ./run_all.sh [--profile demo|paper] [-p NAME VALUE ...] [NN ...]
 #                         a profile (default: paper when data/gtzan exists, else demo), parameters

@@ -14,7 +14,7 @@ import pytest
 from conftest import make_dataset, write_audio
 
 import genrestudy
-from genrestudy import backbones, endtoend, features, modelfile, predict, study, training
+from genrestudy import backbones, endtoend, features, modelfile, modelschema, predict, study, training
 from genrestudy.audio import AudioError, load_audio
 from genrestudy.images import ImageParams, build_image_set, mel_images
 from genrestudy.segments import ClipTooShortError
@@ -199,15 +199,16 @@ def test_files_that_are_not_our_models_are_refused_in_one_line(tmp_path, e2e):
 def test_a_header_on_a_damaged_archive_is_refused(tmp_path, e2e):
     header = modelfile.read_header(e2e.path)
     damaged = _zip(tmp_path / "damaged.keras", {"genrestudy.json": json.dumps(header), "config.json": "{}"})
-    with pytest.raises(modelfile.ModelFileError, match="^not a genrestudy model: .*config.json does not match"):
+    with pytest.raises(modelfile.ModelFileError, match="^not a genrestudy model: .*config.json holds 2 bytes, its header "
+                                                      "records .*: damaged or altered"):
         predict.load_model(damaged)
     # a file written before the payload hashes: Keras itself finds the damage
-    legacy = {k: v for k, v in header.items() if k != modelfile.PAYLOAD_FIELD}
+    legacy = {k: v for k, v in header.items() if k not in (modelfile.PAYLOAD_FIELD, modelfile.PAYLOAD_SIZES)}
     damaged = _zip(tmp_path / "legacy.keras", {"genrestudy.json": json.dumps(legacy), "config.json": "{}"})
     with pytest.raises(modelfile.ModelFileError, match="^not a genrestudy model: .*Keras cannot load it"):
         predict.load_model(damaged)
     hybrid_header = {**legacy, "kind": "hybrid", "seed": 0, "precision": "float32",
-                     "backbone_fingerprint": "sha256:0"}
+                     "backbone_fingerprint": "sha256:" + "0" * 64}
     no_booster = _zip(tmp_path / "nobooster.zip", {"genrestudy.json": json.dumps(hybrid_header)})
     with pytest.raises(modelfile.ModelFileError, match="no readable booster.txt"):
         predict.load_model(no_booster)
@@ -338,7 +339,8 @@ def test_a_method_can_register_a_new_kind_of_model_file(tmp_path, monkeypatch, e
     knn.update(kind="toy", neighbours=5)
     with pytest.raises(modelfile.ModelFileError, match="kind 'toy', expected end-to-end or hybrid"):
         modelfile.check_header(knn, "toy.zip")
-    assert modelfile.register_kind("toy", required=("neighbours",)) == "toy"
+    neighbours = {"neighbours": modelschema.integer(1, 100)}
+    assert modelfile.register_kind("toy", required=("neighbours",), fields=neighbours) == "toy"
     assert modelfile.kinds() == ("end-to-end", "hybrid", "toy")
     assert modelfile.check_header(knn, "toy.zip") == knn  # no backbone needed for this kind
     path = _zip(tmp_path / "toy.zip", {modelfile.HEADER_ENTRY: json.dumps(knn)})
@@ -347,9 +349,9 @@ def test_a_method_can_register_a_new_kind_of_model_file(tmp_path, monkeypatch, e
         modelfile.check_header({k: v for k, v in knn.items() if k != "neighbours"}, "toy.zip")
     with pytest.raises(modelfile.ModelFileError, match="kind 'toy', expected end-to-end"):
         modelfile.check_header(knn, "toy.zip", kind="end-to-end")
-    modelfile.register_kind("toy", required=("neighbours",))  # registering again is harmless
+    modelfile.register_kind("toy", required=("neighbours",), fields=neighbours)  # registering again is harmless
     with pytest.raises(ValueError, match="already registered"):
-        modelfile.register_kind("toy", required=("k",))
+        modelfile.register_kind("toy", required=("k",), fields={"k": modelschema.integer(1, 9)})
 
 
 def _package_imports(module: str) -> set[str]:

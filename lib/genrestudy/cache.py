@@ -4,7 +4,13 @@ A cache entry lives in ``<cache_dir>/<kind>/<key>/``; the key is a hash of every
 that determines the entry (input manifest, parameters, versions of the libraries that
 shape the numbers). An entry counts as complete only once its ``meta.json`` exists, and
 ``meta.json`` is always written last, so an interrupted run never leaves a stale entry
-that looks finished.
+that looks finished. ``meta.json`` lists every file of the entry with its size, CRC-32 and
+(arrays) shape and dtype (:mod:`genrestudy.cache_check`); an entry is opened only once they
+match, and rebuilt, with one line saying why, when they do not.
+
+The cache folder holds a marker file (:data:`ROOT_MARKER`) from its creation and each entry
+a stamp (:data:`ENTRY_STAMP`) from the start of its build, so that ``clean`` removes only
+what the study wrote and refuses a folder that is not a study cache.
 """
 from __future__ import annotations
 
@@ -21,9 +27,9 @@ from typing import Any, Callable, Iterator, TypeVar
 import numpy as np
 import pandas as pd
 
-from . import paths
+from . import cache_check, paths
 
-META_FILE = "meta.json"
+META_FILE, ENTRY_STAMP, ROOT_MARKER = cache_check.META_FILE, cache_check.ENTRY_STAMP, cache_check.ROOT_MARKER
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
@@ -143,8 +149,86 @@ def save_array(path: Path, array: np.ndarray) -> None:
 
 
 def finish(entry: Path, meta: dict) -> None:
-    """Mark ``entry`` complete by writing its ``meta.json`` (always the last file written)."""
-    write_json(entry / META_FILE, meta)
+    """Mark ``entry`` complete by writing its ``meta.json`` (always the last file written).
+
+    ``meta`` gets ``files``: the size, CRC-32 and (arrays) shape and dtype of every file of
+    the entry, which :func:`open_checked` compares before the entry is used.
+    """
+    write_json(entry / META_FILE, {**meta, "files": cache_check.record_files(entry)})
+
+
+def check_entry(entry: Path) -> dict:
+    """The metadata of the complete ``entry`` once its files match what was recorded.
+
+    Raises
+    ------
+    CacheError
+        No ``meta.json``, or one that cannot be read.
+    genrestudy.cache_check.EntryMismatch
+        A file is missing, of another size, shape or dtype, or its bytes changed (a ``ValueError``).
+    """
+    if not is_complete(entry):
+        raise CacheError(f"{entry} is not a complete cache entry (no {META_FILE})")
+    meta = read_meta(entry)
+    if not isinstance(meta, dict):
+        raise CacheError(f"cache entry {entry} has a {META_FILE} that is not an object")
+    cache_check.check_files(entry, meta.get("files"))
+    return meta
+
+
+def mark_root(root: Path) -> Path:
+    """Create the cache folder ``root`` if needed, with its :data:`ROOT_MARKER` when the study creates it.
+
+    A folder that already holds other things is not marked (it may be a user's own folder,
+    named by mistake); ``clean`` then removes only the entries it recognises there.
+    """
+    root = Path(root)
+    created = not root.exists()
+    make_writable_dir(root)
+    marker = root / ROOT_MARKER
+    # importing genrestudy may already have put numba's cache folder there (genrestudy/__init__.py)
+    if not marker.exists() and (created or all(p.name == "numba" for p in root.iterdir())):
+        with write_guard(root):
+            marker.write_text("genrestudy cache folder: entries <kind>/<key>/ with meta.json; "
+                              "python -m genrestudy.cache clean removes them\n")
+    return root
+
+
+def _stamp_entry(entry: Path, kind: str, key: str) -> None:
+    with write_guard(entry):
+        (entry / ENTRY_STAMP).write_text(json.dumps({"kind": kind, "key": key}))
+
+
+def open_checked(kind: str, entry: Path, open_entry: Callable[[Path], T]) -> T | None:
+    """``open_entry(entry)`` of a complete entry whose files match their record, or None.
+
+    A damaged entry (a changed file, an unreadable table) is logged in one line; None then
+    tells the caller to build it again.
+    """
+    if not is_complete(entry):
+        return None
+    try:
+        check_entry(entry)
+        return open_entry(entry)
+    except (CacheError, OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning("%s cache %s is damaged (%s); rebuilding it", kind, entry, str(exc).splitlines()[0][:200])
+        return None
+
+
+def write_entry(kind: str, key: str, files: dict[str, Callable[[Path], None]], meta: dict | None = None,
+                root: Path | None = None) -> Path:
+    """Write the entry ``kind/key`` of ``files`` (name -> ``writer(path)``) and finish it; returns its folder."""
+    root = mark_root(Path(root or paths.cache_dir()))
+    entry = entry_dir(kind, key, root)
+    make_writable_dir(entry.parent)
+    with entry_lock(entry):
+        (entry / META_FILE).unlink(missing_ok=True)
+        make_writable_dir(entry)
+        _stamp_entry(entry, kind, key)
+        for name, writer in files.items():
+            writer(entry / name)
+        finish(entry, {"kind": kind, "key": key, **(meta or {})})
+    return entry
 
 
 @contextmanager
@@ -190,23 +274,27 @@ def open_or_build(kind: str, key: str, *, open_entry: Callable[[Path], T], build
         ``open_entry(entry)`` of the complete entry. Building holds :func:`entry_lock`, so two
         processes never build one entry side by side.
     """
+    root = Path(root or paths.cache_dir())
     entry = entry_dir(kind, key, root)
     if is_complete(entry):
         try:
+            check_entry(entry)
             return open_entry(entry)
-        except (CacheError, OSError, ValueError):
-            pass  # damaged: rebuilt below, under the lock
+        except (CacheError, OSError, ValueError, KeyError, TypeError):
+            pass  # damaged: said and rebuilt below, under the lock
+    mark_root(root)
     make_writable_dir(entry.parent)
     with entry_lock(entry):
-        if is_complete(entry):  # finished by another process while this one waited
-            try:
-                return open_entry(entry)
-            except (CacheError, OSError, ValueError) as exc:
-                log.warning("%s cache %s is damaged (%s); rebuilding it", kind, entry, exc)
-                (entry / META_FILE).unlink(missing_ok=True)
+        # finished by another process while this one waited, or damaged (one line, then rebuilt)
+        found = open_checked(kind, entry, lambda e: (open_entry(e),))
+        if found is not None:
+            return found[0]
+        (entry / META_FILE).unlink(missing_ok=True)
         make_writable_dir(entry)
+        _stamp_entry(entry, kind, key)
         meta = build(entry)
         finish(entry, {"kind": kind, "key": key, **meta})
+    check_entry(entry)
     return open_entry(entry)
 
 
@@ -324,99 +412,9 @@ def fill_rows(entry: Path, name: str, shape: tuple, dtype, tasks: list, *, n_job
     return outcomes
 
 
-# ---------------------------------------------------------------- cleaning
+# ---------------------------------------------------------------- cleaning (python -m genrestudy.cache clean)
 
-def _size(path: Path) -> int:
-    if path.is_symlink() or not path.is_dir():
-        return path.lstat().st_size
-    return sum(p.lstat().st_size for p in path.rglob("*") if not p.is_dir() or p.is_symlink())
-
-
-def format_bytes(n: int) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-
-
-def _in_use(entry: Path) -> bool:
-    """Whether another process holds :func:`entry_lock` on ``entry`` (it is being built)."""
-    import fcntl
-
-    lock = entry if entry.name.endswith(".lock") else entry.with_name(entry.name + ".lock")
-    if not lock.is_file():
-        return False
-    with open(lock, "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(handle, fcntl.LOCK_UN)
-    return False
-
-
-#: kinds of cache entry that ``clean`` keeps: material downloaded once (musicnn's published
-#: checkpoints, :mod:`genrestudy.musicnn_weights`), not derived from the study's inputs
-KEPT_KINDS = frozenset({"musicnn-weights"})
-
-
-def clean_caches(root: Path | None = None, dry_run: bool = False) -> list[tuple[Path, int]]:
-    """Remove every entry of the cache folder (but :data:`KEPT_KINDS`); print the bytes freed per kind and in all.
-
-    Entries another process is building (their lock is held) are left alone.
-
-    Parameters
-    ----------
-    root : path, optional
-        Cache folder (default :func:`genrestudy.paths.cache_dir`).
-    dry_run : bool
-        Only list and measure what would be removed.
-
-    Returns
-    -------
-    list of (Path, int)
-        Each entry removed (``<root>/<kind>/<entry>``, lock files included) and its size in bytes.
-    """
-    import shutil
-
-    root = Path(root or paths.cache_dir())
-    verb = "would free" if dry_run else "freed"
-    removed = []
-    for kind in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
-        if kind.name in KEPT_KINDS:
-            print(f"{kind.name}: kept (downloaded, not derived; remove {kind} by hand to fetch it again)")
-            continue
-        entries = [(entry, _size(entry)) for entry in sorted(kind.iterdir()) if not _in_use(entry)]
-        if not dry_run:
-            for entry, _ in entries:
-                if entry.is_dir() and not entry.is_symlink():
-                    shutil.rmtree(entry)
-                else:
-                    entry.unlink()
-            if not any(kind.iterdir()):
-                kind.rmdir()
-        removed += entries
-        count = sum(1 for entry, _ in entries if not entry.name.endswith(".lock"))
-        print(f"{kind.name}: {count} entries, {verb} {format_bytes(sum(size for _, size in entries))}")
-    count = sum(1 for entry, _ in removed if not entry.name.endswith(".lock"))
-    print(f"cache {root}: {count} entries in all, {verb} {format_bytes(sum(size for _, size in removed))}"
-          + (" (dry run)" if dry_run else ""))
-    return removed
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m genrestudy.cache clean [--dry-run] [--root FOLDER]``."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m genrestudy.cache", description="Manage the study's caches.")
-    commands = parser.add_subparsers(dest="command", required=True)
-    clean = commands.add_parser("clean", help="remove every cache entry (images, signals, features, models, ...)")
-    clean.add_argument("--dry-run", action="store_true", help="list the sizes only, remove nothing")
-    clean.add_argument("--root", type=Path, default=None, help="cache folder (default: GENRESTUDY_CACHE or data/cache)")
-    args = parser.parse_args(argv)
-    clean_caches(args.root, dry_run=args.dry_run)
-    return 0
-
+from .cache_clean import KEPT_KINDS, NotACacheError, clean_caches, format_bytes, main  # noqa: E402,F401
 
 if __name__ == "__main__":
     raise SystemExit(main())

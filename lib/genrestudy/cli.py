@@ -5,7 +5,8 @@ probable genres (mean of its segments' probabilities), one line per file; with `
 one JSON object per line and file: ``{"path", "genre", "probabilities", "segments"}``.
 A file that cannot be predicted gets one line on stderr and the others go on. A file name
 holding a newline or other unprintable character is shown quoted and escaped (``repr``), so
-every file keeps one line; ``--json`` escapes it the JSON way.
+every file keeps one line, and so is a genre name of the model's header holding one (an
+escape sequence never reaches the terminal); ``--json`` escapes them the JSON way.
 
 ``genrestudy tags PATH... [--model MSD_musicnn] [--json] [--top K]`` prints the top tags of
 musicnn's music-trained tagger (:mod:`genrestudy.musicnn`) per file, the same way.
@@ -115,7 +116,7 @@ def _predict(args) -> int:
         _fail(_model_message(exc, args.model))
         return EXIT_NO_MODEL
     if model.synthetic:
-        _fail(f"warning: {model.describe()}")
+        _fail(f"warning: {model.describe().replace(str(model.path), _shown(model.path))}")
     failed = 0
     for result in predict.predict_files(args.paths, model, progress=sys.stderr.isatty() and len(args.paths) > 1):
         if not result.ok:
@@ -125,7 +126,8 @@ def _predict(args) -> int:
         if args.json:
             print(json.dumps(result.to_dict()), flush=True)
         else:
-            top = ", ".join(f"{genre} {p:.3f}" for genre, p in result.top(args.top))
+            # genre names come from the model file's header: escaped as file names are
+            top = ", ".join(f"{_shown(genre)} {p:.3f}" for genre, p in result.top(args.top))
             print(f"{_shown(result.path)}: {top} ({result.segments} segments)", flush=True)
     return EXIT_FILE_FAILED if failed else EXIT_OK
 

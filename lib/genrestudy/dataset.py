@@ -240,9 +240,12 @@ def scan_dataset(root, *, n_jobs: int = 2, use_cache: bool = True) -> pd.DataFra
     # mode is keyed so that a chmod (which leaves mtime alone) rescans a file refused as unreadable
     key = cache.cache_key("manifest-v2", [[r["path"], r.get("bytes"), r.get("mtime_ns"), r.get("mode"),
                                            r.get("reason", "")] for r in rows], cache.library_versions("soundfile"))
-    cached = cache.entry_dir("manifests", key) / "manifest.csv"
-    if use_cache and cached.is_file():
-        return read_manifest(cached)
+    # a cache entry with a meta.json recording the table's size and checksum: a shortened or
+    # garbled manifest.csv is scanned again, never read back as the data set
+    cached = cache.open_checked("manifests", cache.entry_dir("manifests", key),
+                                lambda entry: read_manifest(entry / "manifest.csv")) if use_cache else None
+    if cached is not None:
+        return cached
 
     files = [row for row in rows if row["track_id"]]
     _check_files(files, n_jobs)
@@ -255,8 +258,8 @@ def scan_dataset(root, *, n_jobs: int = 2, use_cache: bool = True) -> pd.DataFra
     frame = frame.sort_values(["label", "track_id"], kind="stable").reset_index(drop=True)
     if use_cache:
         try:
-            write_manifest(cached, frame)
-        except OSError as exc:
+            cache.write_entry("manifests", key, {"manifest.csv": lambda path: write_manifest(path, frame)})
+        except (OSError, cache.CacheError) as exc:
             log.warning("manifest not cached (%s)", exc)
     return frame
 

@@ -22,14 +22,16 @@ import mmap
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from . import cache, device
+from .cache_check import expect_array
 from .efficiency import PeakRSS
-from .backbones import backbone_spec, build_backbone, preprocess_images, weights_identity
+from .backbones import BACKBONES, backbone_spec, build_backbone, preprocess_images, weights_identity
 from .images import ImageSet
 from .segments import LabelledSegments, open_segment_entry
 
@@ -66,11 +68,15 @@ class FeatureSet(LabelledSegments):
     meta: dict = field(default_factory=dict)
 
 
-def open_feature_set(root: Path) -> FeatureSet:
-    """Open a complete feature cache entry (features memory-mapped read-only)."""
+def open_feature_set(root: Path, n_features: int | None = None) -> FeatureSet:
+    """Open a complete feature cache entry (features memory-mapped read-only), checked; ``n_features``:
+    the width the caller expects (default: its backbone's)."""
     # read_segments inside: a genre named NA or None stays a label
     root, meta, features, segments = open_segment_entry(root, "features.npy", what="feature",
                                                         builder="extract_features")
+    if n_features is None and meta.get("backbone") in BACKBONES:
+        n_features = backbone_spec(meta["backbone"]).n_features
+    expect_array(features, what=f"{root.name}/features.npy", shape=(None, n_features), dtype=np.float32)
     if len(segments) != features.shape[0]:
         raise cache.CacheError(f"{root}: {len(segments)} segment rows but {features.shape[0]} feature rows; "
                                "delete it to rebuild")
@@ -220,7 +226,8 @@ def extract_features(image_set: ImageSet, *, backbone: str = "ResNet50", weights
     settings = dict(backbone=spec.name, weights=weights, input_size=input_size, batch_size=batch_size,
                     precision=resolved, seed=seed, progress=progress)
     recorded = {"weights": weights_id, "precision_requested": precision}
-    return cache.open_or_build(_CACHE_KIND, key, open_entry=open_feature_set, root=cache_root,
+    return cache.open_or_build(_CACHE_KIND, key, open_entry=partial(open_feature_set, n_features=spec.n_features),
+                               root=cache_root,
                                build=lambda entry: {**_extract_into(entry, image_set, **settings), **recorded})
 
 

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from . import cache
+from .cache_check import EntryMismatch, expect_array
 from .dataset import read_manifest
 from .segments import LabelledSegments, open_segment_entry, segment_clip
 from .signals import SegmentParams, SignalSet, build_signal_set, raise_invalid, segment_checks, write_segment_array
@@ -59,10 +60,15 @@ class ImageSet(LabelledSegments):
         return np.repeat(grey[..., None], 3, axis=-1)
 
 
-def open_image_set(root: Path) -> ImageSet:
-    """Open a complete image cache entry (memory-mapped)."""
+def open_image_set(root: Path, params: ImageParams | None = None) -> ImageSet:
+    """Open a complete image cache entry (memory-mapped), checked; ``params``: what the caller expects
+    (default: the entry's own parameters)."""
     root, meta, images, segments = open_segment_entry(root, "images.npy", what="image",
                                                       builder="build_image_set")
+    if params is not None and meta.get("params") != asdict(params):
+        raise EntryMismatch(f"{root.name}/{cache.META_FILE} records other image parameters than those asked for")
+    size = (params or ImageParams(**meta["params"])).image_size
+    expect_array(images, what=f"{root.name}/images.npy", shape=(None, size, size), dtype=np.uint8)
     clips = read_manifest(root / "clips.csv")
     if len(segments) != images.shape[0]:
         raise cache.CacheError(f"{root}: {len(segments)} segment rows but {images.shape[0]} images; delete it to rebuild")
@@ -292,5 +298,5 @@ def build_image_set(manifest: pd.DataFrame, params: ImageParams = ImageParams(),
     if not (manifest["status"] == "usable").any():
         raise ValueError("no usable clip in the manifest: nothing to turn into images")
     build = partial(_build_images, manifest, params, synthetic=synthetic, n_jobs=n_jobs, cache_root=cache_root)
-    return cache.open_or_build(_CACHE_KIND, image_cache_key(manifest, params), open_entry=open_image_set,
-                               build=build, root=cache_root)
+    return cache.open_or_build(_CACHE_KIND, image_cache_key(manifest, params),
+                               open_entry=partial(open_image_set, params=params), build=build, root=cache_root)

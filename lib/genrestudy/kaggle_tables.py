@@ -100,12 +100,22 @@ def read_kaggle_features(path) -> FeatureSet:
     })
     if "length" in table.columns:
         segments["length"] = table["length"].to_numpy()
+    _check_float32_range(table[feature_columns].to_numpy(dtype=np.float64), feature_columns, path.name)
     features = table[feature_columns].to_numpy(dtype=np.float32)
-    if not np.isfinite(features).all():
-        raise ValueError(f"{path.name}: infinite feature values")
     meta = {"source": str(path.resolve()), "sha256": cache.file_sha256(path),
             "format": "kaggle_gtzan_csv", "feature_columns": feature_columns, "synthetic": False}
     return FeatureSet(root=None, features=features, segments=segments, meta=meta)
+
+
+def _check_float32_range(values: np.ndarray, columns: list[str], name: str) -> None:
+    """Refuse values that are infinite, or finite but beyond float32 (which the features are kept in), saying which."""
+    bad = ~np.isfinite(values) | (np.abs(values) > np.finfo(np.float32).max)
+    if bad.any():
+        row, column = (int(i) for i in np.argwhere(bad)[0])
+        value = values[row, column]
+        what = "infinite" if np.isinf(value) else f"too large for float32 ({value:.3g})"
+        raise ValueError(f"{name}: {int(bad.sum())} feature value(s) out of range, the first {what} "
+                         f"(row {row + 1}, column {columns[column]!r})")
 
 
 def _read_table(path: Path) -> pd.DataFrame:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import json
-import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -16,8 +15,19 @@ import numpy as np
 
 from . import cache, modelfile, predict, spectral
 from .knn import class_probabilities, knn_pipeline
+from .modelschema import flag, integer, names, number, params_of, text
 
-MODEL_KIND = modelfile.register_kind("knn", required=("k", "spectral_params", "feature_names", "scaled", "n_train"))
+#: the schema of a knn header's own fields (checked before the model is read)
+KNN_FIELDS = {
+    "k": integer(1, 10**6), "n_train": integer(1, 10**8), "scaled": flag(),
+    "feature_names": names(at_least=1, what="feature names"),
+    "spectral_params": params_of(spectral.SpectralParams, {
+        "n_fft": integer(16, 1 << 16), "hop_length": integer(1, 1 << 16), "roll_percent": number(0, 1, above=True),
+        "level": text(spectral.LEVELS)}, what="spectral parameters"),
+    "selection": text(), "metric": text(("euclidean",)), "voting": text(("uniform",)),
+}
+MODEL_KIND = modelfile.register_kind("knn", required=("k", "spectral_params", "feature_names", "scaled", "n_train"),
+                                     fields=KNN_FIELDS)
 FEATURES_ENTRY, LABELS_ENTRY, SCALER_ENTRY = "train_features.npy", "train_labels.npy", "scaler.json"
 DEFAULT_MODEL_NAME = "spectral_knn.zip"
 
@@ -124,35 +134,68 @@ def load_knn_model(path, header: dict | None = None, *, weights=None) -> KnnMode
     header = header or modelfile.read_header(path)
     if header["kind"] != MODEL_KIND:
         raise modelfile.ModelFileError(f"{path} is a {header['kind']} model, not {MODEL_KIND}")
-    modelfile.check_payload(path, header)  # a damaged or altered entry is refused before it is parsed
-    entry = FEATURES_ENTRY
+
+    def refuse(entry: str, reason: str):
+        raise modelfile.ModelFileError(f"not a genrestudy model: {path} (no readable {entry}: {reason})")
+
+    n_train, n_features = header["n_train"], len(header["feature_names"])
+    if header["k"] > n_train:
+        raise modelfile.ModelFileError(f"not a genrestudy model: {path} (header field 'k' is {header['k']}, more "
+                                       f"than its {n_train} training rows)")
+    entries = [FEATURES_ENTRY, LABELS_ENTRY] + ([SCALER_ENTRY] if header["scaled"] else [])
+    data = modelfile.read_payloads(path, header, entries)  # sizes and hashes checked before anything is parsed
+    X = _stored_array(data[FEATURES_ENTRY], (n_train, n_features), "f", lambda why: refuse(FEATURES_ENTRY, why))
+    y = _stored_array(data[LABELS_ENTRY], (n_train,), "i", lambda why: refuse(LABELS_ENTRY, why))
+    if y.min() < 0 or y.max() >= len(header["classes"]):
+        refuse(LABELS_ENTRY, f"labels {y.min()}..{y.max()} outside the {len(header['classes'])} classes")
+    scaler = _stored_scaler(data[SCALER_ENTRY], n_features, lambda why: refuse(SCALER_ENTRY, why)) \
+        if header["scaled"] else None
+    return KnnModel(path=path, header=header, pipeline=_rebuilt_pipeline(X, y, header, scaler))
+
+
+def _stored_array(data: bytes, shape: tuple, kind: str, refuse) -> np.ndarray:
+    """The ``.npy`` array in ``data`` if it has ``shape``, a dtype of ``kind`` (``"f"`` or ``"i"``) and finite values."""
     try:
-        with zipfile.ZipFile(path) as archive:
-            X = np.load(io.BytesIO(archive.read(FEATURES_ENTRY)), allow_pickle=False)
-            entry = LABELS_ENTRY
-            y = np.load(io.BytesIO(archive.read(LABELS_ENTRY)), allow_pickle=False)
-            entry = SCALER_ENTRY
-            scaler = json.loads(archive.read(SCALER_ENTRY)) if header["scaled"] else None
-        pipeline = _rebuilt_pipeline(X, y, header, scaler)
-    except (KeyError, ValueError, TypeError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
-        raise modelfile.ModelFileError(f"not a genrestudy model: {path} (no readable {entry}: {reason})") from None
-    return KnnModel(path=path, header=header, pipeline=pipeline)
+        array = np.load(io.BytesIO(data), allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        refuse(f"not a readable .npy array ({str(exc).splitlines()[0][:100] if str(exc) else type(exc).__name__})")
+    if array.shape != shape or array.dtype.kind not in (kind, "i" if kind == "f" else kind):
+        refuse(f"{array.shape} {array.dtype} values, the header implies {shape} "
+               f"{'numbers' if kind == 'f' else 'integer labels'}")
+    if kind == "f" and not np.isfinite(array).all():
+        refuse(f"{int((~np.isfinite(array)).sum())} values are NaN or infinite")
+    return array
+
+
+def _stored_scaler(data: bytes, n_features: int, refuse) -> dict:
+    """The scaler statistics in ``data``: ``mean``, ``scale`` and ``var`` of ``n_features`` finite numbers each."""
+    try:
+        stats = json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        refuse(f"not JSON ({str(exc)[:80]})")
+    out = {}
+    for name in ("mean", "scale", "var"):
+        values = stats.get(name) if isinstance(stats, dict) else None
+        ok = isinstance(values, list) and len(values) == n_features and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+        array = np.asarray(values, dtype=np.float64) if ok else None
+        # a scale divides the features: above 0; a variance is never negative
+        bad = array is None or not np.isfinite(array).all() or bool(
+            (array <= 0).any() if name == "scale" else (array < 0).any() if name == "var" else False)
+        if bad:
+            refuse(f"{name} must be {n_features} finite numbers"
+                   + {"mean": "", "scale": ", all above 0", "var": ", none negative"}[name])
+        out[name] = array
+    return out
 
 
 def _rebuilt_pipeline(X: np.ndarray, y: np.ndarray, header: dict, scaler: dict | None):
-    n_features, k = len(header["feature_names"]), int(header["k"])
-    if X.ndim != 2 or X.shape[1] != n_features or y.shape != (len(X),) or not 1 <= k <= len(X):
-        raise ValueError(f"{X.shape} features, {y.shape} labels, k={k} for {n_features} features")
-    if y.min() < 0 or y.max() >= len(header["classes"]):
-        raise ValueError(f"labels {y.min()}..{y.max()} outside the {len(header['classes'])} classes")
-    pipeline = knn_pipeline(k, scale=bool(header["scaled"]))
+    """The fitted pipeline of checked training rows, labels and scaler statistics."""
+    pipeline = knn_pipeline(int(header["k"]), scale=bool(header["scaled"]))
     if scaler is not None:
         step = pipeline.named_steps["scale"]
-        step.mean_, step.scale_, step.var_ = (np.asarray(scaler[name], dtype=np.float64) for name in ("mean", "scale", "var"))
-        if step.mean_.shape != (n_features,) or step.scale_.shape != (n_features,):
-            raise ValueError(f"scaler statistics for {step.mean_.shape} features, expected {n_features}")
-        step.n_features_in_, step.n_samples_seen_ = n_features, len(X)
+        step.mean_, step.scale_, step.var_ = scaler["mean"], scaler["scale"], scaler["var"]
+        step.n_features_in_, step.n_samples_seen_ = X.shape[1], len(X)
         X_knn = step.transform(X)
     else:
         X_knn = X

@@ -12,8 +12,11 @@ Every genrestudy model file is a zip archive holding a ``genrestudy.json`` entry
      "preprocessing": "keras.applications.resnet50.preprocess_input (...)", ...}
 
 ``classes``, ``image_params`` and ``synthetic`` are required of every kind; each kind names
-its own further required fields when it is registered (:func:`register_kind`), and a
-``backbone`` a kind requires must be one of :data:`genrestudy.backbones.BACKBONES`.
+its own further required fields when it is registered (:func:`register_kind`), with the
+:class:`genrestudy.modelschema.Field` (type and range) of each. Every field of a header
+that the schema knows (:data:`COMMON_SCHEMA` and the kind's) is checked before anything uses
+it, and a value that does not fit is refused in one line naming the field; a ``backbone``
+must be one of :data:`genrestudy.backbones.BACKBONES`.
 
 * **end-to-end** (``.keras``): the Keras archive itself (``config.json``,
   ``model.weights.h5``, ``metadata.json``) with ``genrestudy.json`` added, so the one file
@@ -28,10 +31,14 @@ its own further required fields when it is registered (:func:`register_kind`), a
   :mod:`genrestudy.predict` writes and reads it.
 
 Every other entry of the archive (the payload) has its SHA-256 in the header's
-``payload_sha256`` (``{"booster.txt": "sha256:<hex>", ...}``, added by :func:`attach_header`
-and :func:`write_model_archive`), checked by :func:`check_payload` before anything parses it:
-a damaged payload must never reach a native parser (LightGBM's aborts the process on a
-truncated booster). Files written before the hashes have none and are read as they are.
+``payload_sha256`` (``{"booster.txt": "sha256:<hex>", ...}``) and its size in
+``payload_bytes``, added by :func:`attach_header` and :func:`write_model_archive` and
+checked by :func:`check_payload` before anything parses it: a damaged payload must never
+reach a native parser (LightGBM's aborts the process on a truncated booster). Sizes are
+compared before a byte is inflated, and no entry is inflated past its recorded size, nor
+past :data:`MAX_HEADER_BYTES` (the header) or :data:`MAX_ENTRY_BYTES` (anything else), so a
+small file that would inflate to gigabytes (a zip bomb) is refused at once. Files written
+before the hashes have none and are read as they are, within those caps.
 
 A file without that entry (a plain ``.keras`` model, anything else), or a truncated or
 damaged one, is refused with one line: "not a genrestudy model: ...". Keras is imported only
@@ -39,17 +46,16 @@ to save or load a Keras model, so a header is read and checked without it.
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import logging
-import re
 import zipfile
 from pathlib import Path
 from typing import Iterable
 
 from . import backbones, cache, paths
 from .images import ImageParams
+from .modelschema import Field, flag, integer, is_int, names, number, params_of, shown, table, text
 
 log = logging.getLogger(__name__)
 
@@ -60,45 +66,59 @@ DEFAULT_MODEL_NAME = "resnet50_end_to_end.keras"
 #: fields every kind's header holds
 COMMON_FIELDS = ("classes", "image_params", "synthetic")
 _BACKBONE_FIELDS = ("backbone", "input_size", "weights")
-#: the header field holding the SHA-256 of every payload entry
-PAYLOAD_FIELD = "payload_sha256"
-# kind -> the further fields its header must hold; a method module adds its kind with register_kind
-_KINDS: dict[str, tuple[str, ...]] = {}
-_SHA256 = re.compile(r"^sha256:[0-9a-f]{64}$")
+#: the header fields holding the SHA-256 and the size of every payload entry
+PAYLOAD_FIELD, PAYLOAD_SIZES = "payload_sha256", "payload_bytes"
+#: the most the header may inflate to (a real one is a few kB), and any other entry (ResNet-50's
+#: weights are about 100 MB): checked against the archive's sizes and while reading
+MAX_HEADER_BYTES, MAX_ENTRY_BYTES = 4 << 20, 2 << 30
+_SHA256 = r"sha256:[0-9a-f]{64}"
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+def _image_params_cross_check(params: dict) -> str | None:
+    top = params.get("fmax") or params.get("sample_rate", 22050) / 2
+    if params.get("fmin", 0.0) >= top:
+        return f"fmin {params.get('fmin')} is not below fmax {top:g}"
+    if params.get("n_segments", 10) * params.get("segment_seconds", 3.0) > 3600:
+        return "a clip of n_segments x segment_seconds is longer than an hour"
+    return None
 
 
-def _is_hash_table(value) -> bool:
-    return isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) and _SHA256.match(v)
-                                           for k, v in value.items())
+#: every :class:`ImageParams` field with the values a model file may hold
+IMAGE_PARAMS_SCHEMA = params_of(ImageParams, {
+    "sample_rate": integer(1000, 384_000), "n_segments": integer(1, 1000),
+    "segment_seconds": number(0, 600, above=True), "pad_seconds": number(0, 600), "n_fft": integer(16, 1 << 16),
+    "hop_length": integer(1, 1 << 16), "n_mels": integer(2, 2048), "fmin": number(0, 1e6),
+    "fmax": number(0, 1e6, above=True, optional=True), "top_db": number(0, 1000, above=True),
+    "image_size": integer(8, 4096)}, what="image parameters", check=_image_params_cross_check)
 
-
-# header field -> (check, what was expected): a wrong type is refused here, not met later as
-# "invalid literal for int()" deep in the loader
-_FIELD_TYPES = {
-    "synthetic": (lambda v: isinstance(v, bool), "true or false"),
-    "backbone": (lambda v: isinstance(v, str), "a backbone name (text)"),
-    "input_size": (lambda v: _is_int(v) and v >= 8, "an integer of at least 8"),
-    "weights": (lambda v: isinstance(v, str), "text (imagenet, sha256:<hex> or random-init-seed<N>)"),
-    "weights_source": (lambda v: v is None or isinstance(v, str), "a file path or null"),
-    "seed": (lambda v: _is_int(v) and v >= 0, "a non-negative integer"),
-    "precision": (lambda v: isinstance(v, str), "text (float32, bfloat16 or float16)"),
-    "backbone_fingerprint": (lambda v: isinstance(v, str), "text (sha256:<hex>)"),
-    "num_iteration": (lambda v: _is_int(v) and v >= 0, "a non-negative integer"),
-    "image_params": (lambda v: isinstance(v, dict), "an object of image parameters"),
-    "training": (lambda v: isinstance(v, dict), "an object"),
-    PAYLOAD_FIELD: (_is_hash_table, 'an object of entry names to "sha256:<64 hex digits>"'),
+#: the schema of the fields any kind's header may hold (a kind adds its own in :func:`register_kind`)
+COMMON_SCHEMA: dict[str, Field] = {
+    "classes": names(at_least=2, what="genre names"),
+    "image_params": IMAGE_PARAMS_SCHEMA,
+    "synthetic": flag(),
+    "backbone": text(backbones.BACKBONES),
+    "input_size": integer(8, 4096),
+    "weights": text(pattern=rf"imagenet|{_SHA256}|random-init-seed[0-9]{{1,10}}"),
+    "weights_source": text(optional=True),
+    "seed": integer(0, 2**32 - 1),
+    "precision": text(("float32", "bfloat16", "float16")),
+    "backbone_fingerprint": text(pattern=_SHA256),
+    "num_iteration": integer(0, 10**7),
+    "preprocessing": text(),
+    "created": text(),
+    "training": Field("an object", lambda v: None if isinstance(v, dict) else f"must be an object, got {shown(v)}"),
+    PAYLOAD_FIELD: table(lambda k: bool(k), text(pattern=_SHA256), 'an object of entry names to "sha256:<64 hex digits>"'),
+    PAYLOAD_SIZES: table(lambda k: bool(k), integer(0, MAX_ENTRY_BYTES), "an object of entry names to sizes in bytes"),
 }
+# kind -> (the further fields its header must hold, the schema of its own fields)
+_KINDS: dict[str, tuple[tuple[str, ...], dict[str, Field]]] = {}
 
 
 class ModelFileError(ValueError):
     """A file that is not a usable genrestudy model; ``str(err)`` is one line."""
 
 
-def register_kind(name: str, *, required: Iterable[str] = ()) -> str:
+def register_kind(name: str, *, required: Iterable[str] = (), fields: dict[str, Field] | None = None) -> str:
     """Let model files of kind ``name`` be written and read (a method module calls this once).
 
     Parameters
@@ -107,6 +127,9 @@ def register_kind(name: str, *, required: Iterable[str] = ()) -> str:
         The kind, as written in the header (``"end-to-end"``, ``"hybrid"``, ``"knn"``, ...).
     required : iterable of str
         Header fields a file of this kind must hold beyond :data:`COMMON_FIELDS`.
+    fields : dict of str to Field, optional
+        The schema of this kind's own fields (:mod:`genrestudy.modelschema`): every required
+        field must have one, here or in :data:`COMMON_SCHEMA`.
 
     Returns
     -------
@@ -119,12 +142,15 @@ def register_kind(name: str, *, required: Iterable[str] = ()) -> str:
     >>> register_kind("end-to-end", required=("backbone", "input_size", "weights"))
     'end-to-end'
     """
-    required = tuple(required)
+    required, fields = tuple(required), dict(fields or {})
     if not isinstance(name, str) or not name:
         raise ValueError(f"a model kind is a non-empty string, got {name!r}")
-    if name in _KINDS and _KINDS[name] != required:
-        raise ValueError(f"model kind {name!r} is already registered with fields {_KINDS[name]}, not {required}")
-    _KINDS[name] = required
+    unchecked = [k for k in required if k not in fields and k not in COMMON_SCHEMA]
+    if unchecked:
+        raise ValueError(f"model kind {name!r}: no schema for its field(s) {', '.join(unchecked)}")
+    if name in _KINDS and _KINDS[name][0] != required:
+        raise ValueError(f"model kind {name!r} is already registered with fields {_KINDS[name][0]}, not {required}")
+    _KINDS[name] = (required, fields)
     return name
 
 
@@ -181,65 +207,66 @@ def check_header(header, path, *, kind: str | None = None) -> dict:
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         refuse(f"its {HEADER_ENTRY} does not declare format {FORMAT!r}")
     version = header.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if not is_int(version) or not 1 <= version <= FORMAT_VERSION:
         refuse(f"format version {version!r}; this genrestudy reads versions up to {FORMAT_VERSION}")
     found = header.get("kind")
     if not isinstance(found, str) or found not in _KINDS or (kind is not None and found != kind):
         hint = ("" if kind is not None or not isinstance(found, str) or found in _KINDS else
                 " (the study's methods register their kinds when genrestudy.methods is imported)")
         refuse(f"kind {header.get('kind')!r}, expected {kind or ' or '.join(_KINDS)}{hint}")
-    required = COMMON_FIELDS + _KINDS[header["kind"]]
+    required, own = COMMON_FIELDS + _KINDS[header["kind"]][0], _KINDS[header["kind"]][1]
     missing = [k for k in required if k not in header]
     if missing:
         refuse(f"header lacks {', '.join(missing)}")
-    classes = header["classes"]
-    if (not isinstance(classes, list) or not all(isinstance(c, str) for c in classes) or len(classes) < 2
-            or len(set(classes)) != len(classes)):
-        refuse(f"classes must be two or more distinct names, got {str(classes)[:80]}")
-    for name, (ok, expected) in _FIELD_TYPES.items():
-        if name in header and not ok(header[name]):
-            refuse(f"header field {name!r} must be {expected}, got {json.dumps(header[name], default=str)[:60]}")
-    reason = _image_params_problem(header["image_params"])
-    if reason:
-        refuse(f"bad image parameters: {reason}")
-    if "backbone" in required and header["backbone"] not in backbones.BACKBONES:
-        refuse(f"unknown backbone {header['backbone']!r}")
+    for name, field in {**COMMON_SCHEMA, **own}.items():
+        reason = field.problem(header[name]) if name in header else None
+        if reason:
+            refuse(f"header field {name!r} {reason}")
+    sizes = header.get(PAYLOAD_SIZES)
+    if sizes is not None and set(sizes) != set(header.get(PAYLOAD_FIELD) or {}):
+        refuse(f"header fields {PAYLOAD_FIELD!r} and {PAYLOAD_SIZES!r} list different entries")
     return header
 
 
-def _image_params_problem(params: dict) -> str | None:
-    """Why ``params`` are not :class:`ImageParams` (wrong names, types or values), or None."""
-    expected = {f.name: f.type for f in dataclasses.fields(ImageParams)}
-    unknown = sorted(set(params) - set(expected))
-    if unknown:
-        return f"unknown field(s) {', '.join(map(str, unknown))}"
-    for name, value in params.items():
-        kind = str(expected[name])
-        number = _is_int(value) if kind == "int" else isinstance(value, (int, float)) and not isinstance(value, bool)
-        if not (number or (value is None and "None" in kind)):
-            return f"{name} must be {'an integer' if kind == 'int' else 'a number'}, got {json.dumps(value)[:40]}"
-    try:
-        ImageParams(**params)
-    except (TypeError, ValueError) as exc:
-        return str(exc)
-    return None
+def read_entry(archive: zipfile.ZipFile, entry: str, limit: int, path) -> bytes:
+    """The bytes of ``entry``, refused (:class:`ModelFileError`) before or while inflating past ``limit``.
+
+    The archive's recorded size is checked first; the read itself is bounded too, since that
+    size is only what the archive claims.
+    """
+    info = archive.getinfo(entry)  # KeyError: not in the archive
+    if info.file_size > limit:
+        raise ModelFileError(f"not a genrestudy model: {path} ({entry} would inflate to {info.file_size} bytes, "
+                             f"more than the {limit} it may hold)")
+    with archive.open(info) as stream:
+        data = stream.read(limit + 1)
+    if len(data) > limit:
+        raise ModelFileError(f"not a genrestudy model: {path} ({entry} inflates past the {limit} bytes it may hold)")
+    return data
 
 
-def _sha256(archive: zipfile.ZipFile, entry: str) -> str:
-    digest = hashlib.sha256()
+def _sha256(archive: zipfile.ZipFile, entry: str, limit: int = MAX_ENTRY_BYTES, path=None) -> str:
+    """SHA-256 of ``entry``, never inflating more than ``limit`` bytes of it."""
+    digest, total = hashlib.sha256(), 0
     with archive.open(entry) as stream:
         for block in iter(lambda: stream.read(1 << 20), b""):
+            total += len(block)
+            if total > limit:
+                raise ModelFileError(f"not a genrestudy model: {path or archive.filename} ({entry} inflates past "
+                                     f"the {limit} bytes it may hold)")
             digest.update(block)
     return "sha256:" + digest.hexdigest()
 
 
 def _write_header(archive: zipfile.ZipFile, header: dict) -> None:
-    """Write ``header`` with the SHA-256 of every entry already in ``archive``."""
+    """Write ``header`` with the SHA-256 and size of every entry already in ``archive``."""
     if HEADER_ENTRY in archive.namelist():
         raise ValueError(f"{archive.filename} already has a {HEADER_ENTRY}")
-    hashes = {entry: _sha256(archive, entry) for entry in archive.namelist() if not entry.endswith("/")}
-    archive.writestr(HEADER_ENTRY, json.dumps({**header, PAYLOAD_FIELD: hashes}, indent=2, sort_keys=True,
-                                              default=str))
+    entries = [info for info in archive.infolist() if not info.filename.endswith("/")]
+    hashes = {info.filename: _sha256(archive, info.filename) for info in entries}
+    sizes = {info.filename: info.file_size for info in entries}
+    archive.writestr(HEADER_ENTRY, json.dumps({**header, PAYLOAD_FIELD: hashes, PAYLOAD_SIZES: sizes}, indent=2,
+                                              sort_keys=True, default=str))
 
 
 def attach_header(zip_path, header: dict) -> None:
@@ -261,39 +288,66 @@ def write_model_archive(path, header: dict, entries: dict[str, bytes]) -> None:
         _write_header(archive, header)
 
 
-def check_payload(path, header: dict) -> None:
-    """Refuse (:class:`ModelFileError`) a file whose payload differs from the hashes in its header.
+def _payload_limits(archive: zipfile.ZipFile, path, header: dict) -> dict[str, int]:
+    """Each payload entry's size limit, after checking its names and sizes against the header (nothing inflated)."""
+    expected, sizes = header.get(PAYLOAD_FIELD), header.get(PAYLOAD_SIZES) or {}
+    infos = {i.filename: i for i in archive.infolist() if i.filename != HEADER_ENTRY and not i.filename.endswith("/")}
+    if expected is None:  # written before the records: the cap alone
+        for entry, info in sorted(infos.items()):
+            if info.file_size > MAX_ENTRY_BYTES:
+                raise ModelFileError(f"not a genrestudy model: {path} ({entry} would inflate to {info.file_size} "
+                                     f"bytes, more than the {MAX_ENTRY_BYTES} it may hold)")
+        return {name: MAX_ENTRY_BYTES for name in infos}
+    for entry in sorted(set(infos) | set(expected)):
+        if entry not in expected or entry not in infos:
+            reason = "not recorded in its header" if entry not in expected else "missing"
+            raise ModelFileError(f"not a genrestudy model: {path} (entry {entry} is {reason}: altered)")
+        limit = sizes.get(entry, MAX_ENTRY_BYTES)
+        if infos[entry].file_size > limit or (entry in sizes and infos[entry].file_size != limit):
+            raise ModelFileError(f"not a genrestudy model: {path} ({entry} holds {infos[entry].file_size} bytes, "
+                                 f"{'its header records' if entry in sizes else 'more than the limit of'} {limit}: "
+                                 "damaged or altered)")
+    return {name: sizes.get(name, MAX_ENTRY_BYTES) for name in infos}
 
-    Every entry besides the header must be listed with a matching SHA-256; a file written
-    before the hashes (no ``payload_sha256``) passes unchecked.
+
+def check_payload(path, header: dict) -> None:
+    """Refuse (:class:`ModelFileError`) a file whose payload differs from the sizes and hashes in its header.
+
+    Every entry besides the header must be listed; its size is compared before it is
+    inflated, and it is never inflated past that size. A file written before the hashes (no
+    ``payload_sha256``) passes unchecked, within :data:`MAX_ENTRY_BYTES` per entry.
     """
     expected = header.get(PAYLOAD_FIELD)
-    if expected is None:
-        return
     try:
         with zipfile.ZipFile(path) as archive:
-            names = [n for n in archive.namelist() if n != HEADER_ENTRY and not n.endswith("/")]
-            for entry in sorted(set(names) | set(expected)):
-                if entry not in expected or entry not in names:
-                    reason = "not recorded in its header" if entry not in expected else "missing"
-                    raise ModelFileError(f"not a genrestudy model: {path} (entry {entry} is {reason}: altered)")
-                if _sha256(archive, entry) != expected[entry]:
+            limits = _payload_limits(archive, path, header)
+            for entry in sorted(limits) if expected is not None else []:
+                if _sha256(archive, entry, limits[entry], path) != expected[entry]:
                     raise ModelFileError(f"not a genrestudy model: {path} ({entry} does not match the SHA-256 "
                                          "recorded when it was saved: damaged or altered)")
     except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, NotImplementedError) as exc:
         raise ModelFileError(f"not a genrestudy model: {path} (unreadable: {str(exc)[:160]})") from None
 
 
-def read_payload(path, header: dict, entry: str) -> bytes:
-    """The bytes of ``entry`` of a model file, checked against the header's SHA-256 when it has one."""
+def read_payloads(path, header: dict, entries: Iterable[str]) -> dict[str, bytes]:
+    """The bytes of ``entries`` of a model file, checked against the header's sizes and hashes when it has them."""
     check_payload(path, header)
+    out, entry = {}, None
     try:
         with zipfile.ZipFile(path) as archive:
-            return archive.read(entry)
+            limits = _payload_limits(archive, path, header)
+            for entry in entries:
+                out[entry] = read_entry(archive, entry, limits.get(entry, MAX_ENTRY_BYTES), path)
     except KeyError:
         raise ModelFileError(f"not a genrestudy model: {path} (no readable {entry}: not in the archive)") from None
     except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, NotImplementedError) as exc:
         raise ModelFileError(f"not a genrestudy model: {path} (unreadable {entry}: {str(exc)[:160]})") from None
+    return out
+
+
+def read_payload(path, header: dict, entry: str) -> bytes:
+    """The bytes of ``entry`` of a model file (:func:`read_payloads`)."""
+    return read_payloads(path, header, [entry])[entry]
 
 
 def read_header(path) -> dict:
@@ -316,7 +370,7 @@ def read_header(path) -> dict:
             if HEADER_ENTRY not in archive.namelist():
                 what = "a Keras model without" if "config.json" in archive.namelist() else "a zip archive without"
                 raise ModelFileError(f"not a genrestudy model: {path} ({what} genrestudy's {HEADER_ENTRY})")
-            header = json.loads(archive.read(HEADER_ENTRY))
+            header = json.loads(read_entry(archive, HEADER_ENTRY, MAX_HEADER_BYTES, path))
     except (zipfile.BadZipFile, OSError, ValueError, EOFError, RecursionError, RuntimeError) as exc:
         if isinstance(exc, ModelFileError):
             raise
@@ -355,8 +409,11 @@ def save_keras_model(model, path, *, metadata: dict, kind: str | None = None) ->
     return path
 
 
-def load_keras_model(path, *, kind: str | None = "end-to-end") -> tuple[object, dict]:
+def load_keras_model(path, *, kind: str | None = "end-to-end", expected_input=None) -> tuple[object, dict]:
     """``(keras.Model, metadata)`` of a Keras model file of ``kind`` (None: any kind).
+
+    ``expected_input``, a function of the header, gives the input shape (without the batch
+    axis) the header implies; a network taking another is refused.
 
     Raises
     ------
@@ -379,4 +436,8 @@ def load_keras_model(path, *, kind: str | None = "end-to-end") -> tuple[object, 
     if int(model.output.shape[-1]) != len(meta["classes"]):
         raise ModelFileError(f"not a genrestudy model: {path} ({int(model.output.shape[-1])} outputs "
                              f"for {len(meta['classes'])} classes)")
+    expected = expected_input(meta) if expected_input is not None else None
+    if expected is not None and tuple(model.inputs[0].shape[1:]) != tuple(expected):
+        raise ModelFileError(f"not a genrestudy model: {path} (its network takes inputs of shape "
+                             f"{tuple(model.inputs[0].shape[1:])}, its header implies {expected})")
     return model, meta

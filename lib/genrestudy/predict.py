@@ -200,7 +200,9 @@ def load_model(path=None, *, weights=None) -> GenreModel:
         check_payload(path, header)  # every kind's payload is checked before its loader parses it
         return LOADERS[header["kind"]](path, header, weights=weights)
     if header["kind"] == "end-to-end":
-        network, header = load_keras_model(path, kind="end-to-end")
+        # the network takes (image_size, image_size, 3) images of the header's parameters
+        network, header = load_keras_model(path, kind="end-to-end", expected_input=lambda h: (
+            h["image_params"]["image_size"],) * 2 + (3,))
         return EndToEndModel(path=path, header=header, network=network)
     return _load_hybrid(path, header, weights=weights)
 

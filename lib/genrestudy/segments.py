@@ -98,16 +98,21 @@ def open_segment_entry(root, array_file: str, *, what: str, builder: str):
     """``(root, meta, array, segments)`` of a complete per-segment cache entry (image, signal or
     feature cache): its metadata, its array memory-mapped read-only, its ``segments.csv``.
 
+    Every file is first checked against the size, checksum, shape and dtype recorded when
+    the entry was written (:func:`genrestudy.cache.check_entry`).
+
     Raises
     ------
     genrestudy.cache.CacheError
         The entry is not complete (one line naming ``builder``, the function that makes it).
+    genrestudy.cache_check.EntryMismatch
+        A file differs from what was written (a ``ValueError``; the cache rebuilds the entry).
     """
     root = Path(root)
     if not cache.is_complete(root):
         raise cache.CacheError(f"{root} is not a complete {what} cache (no {cache.META_FILE}); run {builder}")
-    return (root, cache.read_meta(root), np.load(root / array_file, mmap_mode="r"),
-            read_segments(root / "segments.csv"))
+    meta = cache.check_entry(root)
+    return root, meta, np.load(root / array_file, mmap_mode="r"), read_segments(root / "segments.csv")
 
 
 def segment_table(clips: pd.DataFrame) -> pd.DataFrame:

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from . import cache
+from .cache_check import EntryMismatch, expect_array
 from .audio import AudioError, load_audio
 from .dataset import read_manifest
 from .paths import SAMPLE_RATE
@@ -130,10 +131,16 @@ class SignalSet(LabelledSegments):
         return list(zip(used["signal_row"].astype(int), used["segments"].astype(int)))
 
 
-def open_signal_set(root: Path) -> SignalSet:
-    """Open a complete signal cache entry (memory-mapped)."""
+def open_signal_set(root: Path, params: SegmentParams | None = None) -> SignalSet:
+    """Open a complete signal cache entry (memory-mapped), checked; ``params``: what the caller expects
+    (default: the entry's own parameters)."""
     root, meta, signals, segments = open_segment_entry(root, "signals.npy", what="signal",
                                                        builder="build_signal_set")
+    if params is not None and meta.get("params") != asdict(params):
+        raise EntryMismatch(f"{root.name}/{cache.META_FILE} records other segment parameters than those asked for")
+    params = params or SegmentParams(**meta["params"])
+    expect_array(signals, what=f"{root.name}/signals.npy", shape=(None, params.n_segments, params.segment_samples),
+                 dtype=np.float32)
     clips = read_manifest(root / "clips.csv")
     if len(segments) != int(clips["segments"].sum()) or signals.shape[0] != int((clips["signal_row"] >= 0).sum()):
         raise cache.CacheError(f"{root}: segments.csv, clips.csv and signals.npy disagree; delete it to rebuild")
@@ -235,8 +242,8 @@ def build_signal_set(manifest: pd.DataFrame, params: SegmentParams = SegmentPara
     if not (manifest["status"] == "usable").any():
         raise ValueError("no usable clip in the manifest: nothing to decode")
     build = partial(_build_signals, manifest, params, synthetic=synthetic, n_jobs=n_jobs)
-    return cache.open_or_build(_CACHE_KIND, signal_cache_key(manifest, params), open_entry=open_signal_set,
-                               build=build, root=cache_root)
+    return cache.open_or_build(_CACHE_KIND, signal_cache_key(manifest, params),
+                               open_entry=partial(open_signal_set, params=params), build=build, root=cache_root)
 
 
 # ---------------------------------------------------------------- per-segment arrays from the signals
@@ -304,6 +311,8 @@ def open_segment_features(root: Path) -> SegmentFeatures:
                                                       builder="segment_features")
     if len(segments) != values.shape[0]:
         raise cache.CacheError(f"{root}: {len(segments)} segment rows but {values.shape[0]} values; delete it to rebuild")
+    if "shape" in meta and "dtype" in meta:
+        expect_array(values, what=f"{root.name}/values.npy", shape=(None, *meta["shape"]), dtype=meta["dtype"])
     return SegmentFeatures(root=root, values=values, segments=segments, meta=meta)
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import modelfile, predict
+from . import modelfile, modelschema, predict
 from .sequences import SequenceParams, segment_sequences, summary_vectors
 
 #: network key → (the source's name, the input it takes: "summary", "images" or "sequences")
@@ -203,7 +203,13 @@ def network_inputs(net: str, segments: np.ndarray, *, sample_rate: int, sequence
 
 # ---------------------------------------------------------------- model files
 
-MODEL_KIND = modelfile.register_kind("small-network", required=("network", "input", "sequence_params", "net_size"))
+MODEL_KIND = modelfile.register_kind(
+    "small-network", required=("network", "input", "sequence_params", "net_size"),
+    fields={"network": modelschema.text(NETWORKS), "input": modelschema.text(("summary", "images", "sequences")),
+            "net_size": modelschema.integer(8, 1024),
+            "sequence_params": modelschema.params_of(SequenceParams, {
+                "n_fft": modelschema.integer(64, 1 << 16), "hop_length": modelschema.integer(1, 1 << 16),
+                "n_mels": modelschema.integer(20, 2048)}, what="sequence parameters")})
 
 
 def model_header(net: str, *, classes, image_params: dict, synthetic: bool, sequence_params: SequenceParams,
@@ -255,7 +261,8 @@ class SmallNetModel(predict.GenreModel):
 
 def load_smallnet_model(path, header: dict | None = None, *, weights=None) -> SmallNetModel:
     """Read a ``small-network`` model file (``weights`` is unused: these networks start from scratch)."""
-    network, header = modelfile.load_keras_model(Path(path), kind=MODEL_KIND)
+    network, header = modelfile.load_keras_model(Path(path), kind=MODEL_KIND, expected_input=lambda h: (
+        (h["net_size"], h["net_size"], 3) if h["input"] == "images" else None))
     if header["network"] not in NETWORKS or header["input"] != NETWORKS[header["network"]][1]:
         raise modelfile.ModelFileError(f"not a genrestudy model: {path} (unknown network {header['network']!r} "
                                        f"with {header['input']!r} input)")
