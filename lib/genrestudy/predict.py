@@ -30,9 +30,9 @@ from . import backbones, cache, device, features
 from .audio import AudioError, load_audio
 from .boosterfile import BoosterTextError, check_booster_text
 from .images import ImageParams, mel_images
-from .modelfile import (ModelFileError, check_payload, default_model_path, load_keras_model, model_destination,
+from .modelfile import (DEFAULT_MODEL_NAME, ModelFileError, check_payload, default_model_path, load_keras_model, model_destination,
                         model_header, read_header, read_payload, write_model_archive)
-from .segments import ClipTooShortError, segment_count
+from .segments import ClipTooShortError, minimum_samples, segment_count
 
 BOOSTER_ENTRY = "booster.txt"
 
@@ -156,16 +156,29 @@ def _weights_source(header: dict, weights) -> str | None:
 
 #: loaders of the model kinds that method modules add: ``kind -> loader(path, header, *, weights)``
 LOADERS: dict = {}
+#: kind -> what such a file is and what writes it (``genrestudy predict --help`` shows them)
+KIND_NOTES: dict = {"end-to-end": "an end-to-end .keras (notebook 04)", "hybrid": "a hybrid .zip (notebook 03)"}
 
 
-def register_loader(kind: str, loader):
+def register_loader(kind: str, loader, *, note: str | None = None):
     """Let :func:`load_model` (and ``genrestudy predict --model``) read model files of ``kind``.
 
     ``loader(path, header, *, weights)`` returns a :class:`GenreModel`; the kind must be
-    registered with :func:`genrestudy.modelfile.register_kind` too.
+    registered with :func:`genrestudy.modelfile.register_kind` too. ``note``: what such a
+    file is and what writes it, for ``genrestudy predict --help``.
     """
     LOADERS[kind] = loader
+    if note:
+        KIND_NOTES[kind] = note
     return loader
+
+
+def model_kinds_help() -> list[str]:
+    """``"kind: note"`` for every kind of model file :func:`load_model` reads (the registry's, in its order)."""
+    from .modelfile import kinds
+
+    readable = [kind for kind in kinds() if kind in LOADERS or kind in ("end-to-end", "hybrid")]
+    return [f"{kind}: {KIND_NOTES[kind]}" if kind in KIND_NOTES else kind for kind in readable]
 
 
 def load_model(path=None, *, weights=None) -> GenreModel:
@@ -368,8 +381,9 @@ def clip_chunks(signal: np.ndarray, params: ImageParams) -> Iterator[np.ndarray]
                          pad_samples=pad):
             yield chunk
         elif start == 0:
-            raise ClipTooShortError(f"clip of {len(signal) / params.sample_rate:.2f} s is shorter than one "
-                                    f"{params.segment_seconds:g} s segment")
+            least = minimum_samples(n_segments=params.n_segments, segment_samples=params.segment_samples,
+                                    pad_samples=pad)
+            raise ClipTooShortError.of(len(signal), least, params.sample_rate, f"{params.segment_seconds:g} s segment")
 
 
 _NOT_REGULAR = ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
@@ -422,8 +436,31 @@ def predict_file(path, model: GenreModel) -> Prediction:
                       probabilities={c: float(p) for c, p in zip(classes, mean)}, segments=int(len(proba)))
 
 
+def iter_predictions(paths: Iterable, model: GenreModel | None = None) -> Iterator[Prediction]:
+    """Each file's :class:`Prediction` as soon as that file is done, in the order given.
+
+    A file that fails gets a :class:`Prediction` with its ``error`` and the rest go on. A
+    generator: the next file is not read before the caller has taken this one's result, so a
+    caller that prints as it goes (``genrestudy predict``) shows every finished file at once
+    and keeps them when it is interrupted.
+
+    Parameters
+    ----------
+    paths : iterable of path
+        Audio files.
+    model : GenreModel, optional
+        From :func:`load_model` (default: the model at :func:`default_model_path`).
+    """
+    model = model or load_model()
+    for path in paths:
+        try:
+            yield predict_file(path, model)
+        except (AudioError, ClipTooShortError, OSError) as exc:
+            yield Prediction(path=str(path), error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+
+
 def predict_files(paths: Iterable, model: GenreModel | None = None, *, progress: bool = False) -> list[Prediction]:
-    """Predict every file; a file that fails gets a :class:`Prediction` with its ``error``, the rest go on.
+    """Every file's :class:`Prediction` in a list (:func:`iter_predictions`, collected).
 
     Parameters
     ----------
@@ -436,11 +473,11 @@ def predict_files(paths: Iterable, model: GenreModel | None = None, *, progress:
     """
     from .progress import progress_bar
 
-    model = model or load_model()
+    paths = list(paths)
+    bar = progress_bar(total=len(paths), desc="predicting", unit="file", enabled=progress)
     out = []
-    for path in progress_bar(list(paths), desc="predicting", unit="file", enabled=progress):
-        try:
-            out.append(predict_file(path, model))
-        except (AudioError, ClipTooShortError, OSError) as exc:
-            out.append(Prediction(path=str(path), error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
+    with bar:
+        for result in iter_predictions(paths, model):
+            out.append(result)
+            bar.update(1)
     return out
