@@ -37,9 +37,11 @@ class _ModelOption(argparse.Action):
     @property
     def help(self) -> str:
         from . import methods, predict  # noqa: F401  (the methods register their kinds)
+        from .modelfile import kinds
 
-        return ("model file, of any kind genrestudy writes: " + "; ".join(predict.model_kinds_help()) +
-                f"; default: data/models/{predict.DEFAULT_MODEL_NAME}")
+        described = [f"{kind}: {predict.KIND_NOTES[kind]}" if kind in predict.KIND_NOTES else kind for kind in kinds()]
+        return (f"model file, of any kind genrestudy writes: {'; '.join(described)}; "
+                f"default: data/models/{predict.DEFAULT_MODEL_NAME}")
 
     @help.setter
     def help(self, value) -> None:

@@ -154,31 +154,20 @@ def _weights_source(header: dict, weights) -> str | None:
     return str(source)
 
 
-#: loaders of the model kinds that method modules add: ``kind -> loader(path, header, *, weights)``
+#: loaders of the model kinds that method modules add: ``kind -> loader(path, header, *, weights)``;
+#: what each kind of file is and what writes it (``genrestudy predict --help`` shows them)
 LOADERS: dict = {}
-#: kind -> what such a file is and what writes it (``genrestudy predict --help`` shows them)
 KIND_NOTES: dict = {"end-to-end": "an end-to-end .keras (notebook 04)", "hybrid": "a hybrid .zip (notebook 03)"}
 
 
 def register_loader(kind: str, loader, *, note: str | None = None):
-    """Let :func:`load_model` (and ``genrestudy predict --model``) read model files of ``kind``.
-
-    ``loader(path, header, *, weights)`` returns a :class:`GenreModel`; the kind must be
-    registered with :func:`genrestudy.modelfile.register_kind` too. ``note``: what such a
-    file is and what writes it, for ``genrestudy predict --help``.
-    """
+    """Let :func:`load_model` (and ``genrestudy predict --model``) read model files of ``kind``: ``loader(path,
+    header, *, weights)`` returns a :class:`GenreModel` (the kind registered with
+    :func:`genrestudy.modelfile.register_kind` too); ``note``: what such a file is, for ``predict --help``."""
     LOADERS[kind] = loader
     if note:
         KIND_NOTES[kind] = note
     return loader
-
-
-def model_kinds_help() -> list[str]:
-    """``"kind: note"`` for every kind of model file :func:`load_model` reads (the registry's, in its order)."""
-    from .modelfile import kinds
-
-    readable = [kind for kind in kinds() if kind in LOADERS or kind in ("end-to-end", "hybrid")]
-    return [f"{kind}: {KIND_NOTES[kind]}" if kind in KIND_NOTES else kind for kind in readable]
 
 
 def load_model(path=None, *, weights=None) -> GenreModel:
@@ -437,20 +426,10 @@ def predict_file(path, model: GenreModel) -> Prediction:
 
 
 def iter_predictions(paths: Iterable, model: GenreModel | None = None) -> Iterator[Prediction]:
-    """Each file's :class:`Prediction` as soon as that file is done, in the order given.
-
-    A file that fails gets a :class:`Prediction` with its ``error`` and the rest go on. A
-    generator: the next file is not read before the caller has taken this one's result, so a
-    caller that prints as it goes (``genrestudy predict``) shows every finished file at once
-    and keeps them when it is interrupted.
-
-    Parameters
-    ----------
-    paths : iterable of path
-        Audio files.
-    model : GenreModel, optional
-        From :func:`load_model` (default: the model at :func:`default_model_path`).
-    """
+    """Each file's :class:`Prediction` as soon as that file is done (a generator, in the order given): a
+    caller that prints as it goes shows every finished file at once and keeps them when interrupted.
+    A file that fails gets a :class:`Prediction` with its ``error`` and the rest go on. ``model``: from
+    :func:`load_model` (default: the model at :func:`default_model_path`)."""
     model = model or load_model()
     for path in paths:
         try:
@@ -460,24 +439,9 @@ def iter_predictions(paths: Iterable, model: GenreModel | None = None) -> Iterat
 
 
 def predict_files(paths: Iterable, model: GenreModel | None = None, *, progress: bool = False) -> list[Prediction]:
-    """Every file's :class:`Prediction` in a list (:func:`iter_predictions`, collected).
-
-    Parameters
-    ----------
-    paths : iterable of path
-        Audio files.
-    model : GenreModel, optional
-        From :func:`load_model` (default: the model at :func:`default_model_path`).
-    progress : bool
-        Show a progress bar over files.
-    """
+    """Every file's :class:`Prediction` in a list (:func:`iter_predictions`; ``progress``: a bar over files)."""
     from .progress import progress_bar
 
     paths = list(paths)
-    bar = progress_bar(total=len(paths), desc="predicting", unit="file", enabled=progress)
-    out = []
-    with bar:
-        for result in iter_predictions(paths, model):
-            out.append(result)
-            bar.update(1)
-    return out
+    return list(progress_bar(iter_predictions(paths, model), total=len(paths), desc="predicting", unit="file",
+                             enabled=progress))
