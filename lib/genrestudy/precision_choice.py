@@ -12,7 +12,8 @@ turns (so other load falls on both), and compares the medians. Well under five s
 The answer is cached in the study's cache folder under a key of everything that decides it
 (:func:`machine`: the CPU model, its flags, the thread count, the Keras backend and the
 versions of the libraries that run the arithmetic), and a cached answer is used only when
-its stored machine equals this one and its choice is the faster of its own stored medians.
+its stored machine equals this one and its choice is the faster of its own stored medians
+(bfloat16 only when clearly faster: :data:`MARGIN`).
 Everything here runs only off a GPU (a GPU's "auto" is bfloat16, :mod:`genrestudy.device`).
 """
 from __future__ import annotations
@@ -36,6 +37,9 @@ log = logging.getLogger(__name__)
 CANDIDATES = ("float32", "bfloat16")
 #: timed calls per candidate (after one warm-up call), and the probe's batch and image side
 REPEATS, BATCH, SIZE = 5, 2, 224
+#: bfloat16 is chosen only when its median is below this fraction of float32's: float32 is exact, and
+#: on a loaded machine two near-equal medians would otherwise flip the choice (and the caches keyed by it)
+MARGIN = 0.9
 KIND = "cpu-inference-precision"
 #: bump when the probe or the rule changes: older answers are then measured again
 VERSION = 1
@@ -88,7 +92,7 @@ def probe(policy: str) -> Callable[[], object]:
 
 def measure(policies: dict, *, timer: Callable[[], float] = time.perf_counter,
             make_probe: Callable[[str], Callable] = probe, repeats: int = REPEATS) -> dict:
-    """``{"seconds": {precision: median s per call}, "choice": the faster}`` over :data:`CANDIDATES`."""
+    """``{"seconds": {precision: median s per call}, "choice": the faster (:func:`choice`)}`` over :data:`CANDIDATES`."""
     calls = {precision: make_probe(policies[precision]) for precision in CANDIDATES}
     for call in calls.values():
         call()  # warm-up: tracing and first-touch allocation are not what is compared
@@ -99,8 +103,13 @@ def measure(policies: dict, *, timer: Callable[[], float] = time.perf_counter,
             call()
             times[precision].append(timer() - started)
     seconds = {precision: statistics.median(values) for precision, values in times.items()}
-    return {"seconds": seconds, "choice": min(CANDIDATES, key=lambda p: (seconds[p], CANDIDATES.index(p))),
+    return {"seconds": seconds, "choice": choice(seconds),
             "repeats": repeats, "probe": f"ResNet-50 stem + first stage, {BATCH} x {SIZE}px, median of {repeats}"}
+
+
+def choice(seconds: dict) -> str:
+    """bfloat16 when its median is clearly (:data:`MARGIN`) below float32's, else float32."""
+    return "bfloat16" if seconds["bfloat16"] < MARGIN * seconds["float32"] else "float32"
 
 
 def _checked(entry: Path, expected: dict) -> dict:
@@ -112,7 +121,7 @@ def _checked(entry: Path, expected: dict) -> dict:
     if (not isinstance(seconds, dict) or set(seconds) != set(CANDIDATES)
             or not all(isinstance(s, (int, float)) and math.isfinite(s) and s > 0 for s in seconds.values())):
         raise cache.CacheError(f"{entry}: no valid timings")
-    if meta.get("choice") != min(CANDIDATES, key=lambda p: (seconds[p], CANDIDATES.index(p))):
+    if meta.get("choice") != choice(seconds):
         raise cache.CacheError(f"{entry}: its choice {meta.get('choice')!r} is not the faster of its timings")
     return meta
 
