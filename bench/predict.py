@@ -9,8 +9,8 @@ parameters (224 px, 10 × 3 s segments), the spectral KNN and the Net2 small CNN
 code base ("before": ``--before-lib``, main's ``lib`` by default; "after": this checkout's),
 children taken in turns over ``--rounds`` rounds, each with an empty cache folder so that
 the precision rule starts from scratch as on a new machine. Per model and code base: load
-seconds, the median seconds per file after one warm-up file, the precision the hybrid's
-backbone ran in, and when the first file's result was available to print (main's
+seconds, the median seconds per file after one warm-up file, the precision each network ran in
+(a hybrid's: its stored precision as that code base runs it), and when the first file's result was available to print (main's
 ``predict_files`` returns every result at the end; ``iter_predictions`` yields each).
 
 Ends with one line per model kind:
@@ -100,12 +100,17 @@ def child(args: argparse.Namespace) -> None:
     auto = device.resolve_precision("auto", training=False)
     out = {"lib": str(Path(predict.__file__).parent.parent), "auto": auto,
            "auto_seconds": time.perf_counter() - started, "models": {}}
+    try:  # this checkout: the probe's medians behind the choice (read from the cache it just wrote)
+        from genrestudy import precision_choice
+
+        out["probe_seconds"] = precision_choice.fastest(device.POLICIES)["seconds"]
+    except ImportError:  # main: the choice came from the CPU flags
+        out["probe_seconds"] = None
     for kind, path in models.items():
         started = time.perf_counter()
         model = predict.load_model(path)
         loaded = time.perf_counter() - started
-        network = getattr(model, "network", None)
-        precision = getattr(getattr(network, "dtype_policy", None), "name", "n/a")
+        precision = ran_in(model, device)
         predict.predict_file(files[0], model)  # warm-up: tracing, first-touch allocation
         per_file = []
         for path_ in files:
@@ -122,6 +127,23 @@ def child(args: argparse.Namespace) -> None:
         out["models"][kind] = {"load_s": loaded, "per_file_s": per_file, "median_s": statistics.median(per_file),
                                "policy": precision, "first_result_s": first}
     print(json.dumps(out))
+
+
+def ran_in(model, device) -> str:
+    """The arithmetic a loaded model's network computes in: a hybrid's is its stored precision as this code
+    base runs it (``runnable_precision``); a Keras model's, the dtype policies of its layers (nested too)."""
+    if model.kind == "hybrid":
+        return device.runnable_precision(model.header["precision"])
+    network = getattr(model, "network", None)
+    if network is None:
+        return "n/a (no network)"
+    policies, todo = set(), list(network.layers)
+    while todo:
+        layer = todo.pop()
+        todo.extend(getattr(layer, "layers", []))
+        if layer.weights:
+            policies.add(layer.dtype_policy.name)
+    return "/".join(sorted(policies))
 
 
 def run_child(lib: Path, models: dict, files: list, cache: Path) -> dict:
@@ -166,8 +188,12 @@ def run(args: argparse.Namespace, report) -> None:
             for side, lib in (("before", args.before_lib), ("after", HERE_LIB)):
                 found = run_child(lib, models, files, tmp / f"cache-{side}-{round_}")
                 results[side].append(found)
+                probe = found.get("probe_seconds")
+                measured = ("; probe medians " + ", ".join(f"{p} {s * 1000:.0f} ms" for p, s in probe.items())
+                            if probe else "; from the CPU flags")
                 print(f"round {round_ + 1} {side} ({found['lib']}): 'auto' inference precision here = "
-                      f"{found['auto']} (resolved in {found['auto_seconds']:.1f} s, from an empty cache)", flush=True)
+                      f"{found['auto']} (resolved in {found['auto_seconds']:.1f} s from an empty cache, Keras import "
+                      f"included{measured})", flush=True)
                 for kind, r in found["models"].items():
                     print(f"  {kind}: load {r['load_s']:.1f} s, per file " +
                           ", ".join(f"{s:.2f}" for s in r["per_file_s"]) +
