@@ -14,6 +14,9 @@ The answer is cached in the study's cache folder under a key of everything that 
 versions of the libraries that run the arithmetic), and a cached answer is used only when
 its stored machine equals this one and its choice is the faster of its own stored medians
 (bfloat16 only when clearly faster: :data:`MARGIN`).
+A loaded machine makes the medians noisy: ``bench/reports/predict.md`` (2 CPUs at load ≈ 10)
+saw two fresh caches answer differently in one run. The first answer is the one kept; delete
+``<cache>/cpu-inference-precision/`` on a quiet machine to measure again.
 Everything here runs only off a GPU (a GPU's "auto" is bfloat16, :mod:`genrestudy.device`).
 """
 from __future__ import annotations
