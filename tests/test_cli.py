@@ -20,7 +20,7 @@ from genrestudy.images import ImageParams
 GENRES = ("blues", "jazz", "rock", "pop")
 PARAMS = ImageParams(n_segments=3, segment_seconds=1.0, pad_seconds=0.25, n_fft=512, hop_length=256, n_mels=32,
                      image_size=32)
-LINE = re.compile(r"^(?P<path>.+): (?P<top>(\w+ \d\.\d{3}(, )?)+) \((?P<n>\d+) segments\)$")
+LINE = re.compile(r"^(?P<path>.+): (?P<top>(\w+ \d\.\d{3}(, )?)+) \((?P<n>\d+) segments?\)$")
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,7 @@ def files(tmp_path_factory):
     }
     garbage = base / "garbage.wav"
     garbage.write_text("not audio at all")
-    bad = {write_audio(base / "short.wav", seconds=0.5): "shorter than one 1 s segment",
+    bad = {write_audio(base / "short.wav", seconds=0.5): "is shorter than the minimum of 1 s (one 1 s segment",
            garbage: "not a .wav file", base / "missing.flac": "file not found"}
     text_model = base / "model.txt"
     text_model.write_text("no model here")
@@ -71,6 +71,7 @@ def test_top3_lines_for_every_file_with_either_model(capsys, files, kind):
         match = LINE.match(line)
         assert match, line
         assert match["path"] == str(path) and int(match["n"]) == segments
+        assert line.endswith("(1 segment)" if segments == 1 else f"({segments} segments)")
         top = [part.rsplit(" ", 1) for part in match["top"].split(", ")]
         assert len(top) == 3 and {g for g, _ in top} <= set(GENRES)
         probs = [float(p) for _, p in top]
@@ -144,7 +145,8 @@ def test_installed_console_script(files):
     # TensorFlow's start-up log is kept off stderr: only the synthetic-model warning and the one bad file
     lines = done.stderr.splitlines()
     assert len(lines) == 2 and lines[0].startswith("genrestudy predict: warning: ") and "SYNTHETIC" in lines[0]
-    assert lines[1] == f"genrestudy predict: {short}: clip of 0.50 s is shorter than one 1 s segment"
+    assert lines[1] == (f"genrestudy predict: {short}: clip of 0.5 s is shorter than the minimum of 1 s "
+                        "(one 1 s segment; 11025 of 22050 samples at 22050 Hz)")
     done = subprocess.run([str(script), "predict", str(good[0]), "--model", str(files["text_model"])],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and done.stdout == ""
@@ -197,3 +199,124 @@ def test_numba_caches_into_a_writable_folder_of_the_studys_own(tmp_path, unwrita
     fallback = _numba_cache_dir({"NUMBA_CACHE_DIR": None, "GENRESTUDY_CACHE": str(unwritable_dir / "cache")})
     assert fallback and not fallback.startswith(str(unwritable_dir)) and os.access(fallback, os.W_OK)
     assert _numba_cache_dir({"NUMBA_CACHE_DIR": str(tmp_path / "mine")}) == str(tmp_path / "mine")
+
+
+# ---------------------------------------------------------------- streamed output, interrupts, closed pipes
+
+class _Recorder:
+    """A stdout that records each line written, in one list with the decodes (the order they happened)."""
+
+    def __init__(self, events):
+        self.events, self.pending = events, ""
+
+    def write(self, text):
+        self.pending += text
+        while "\n" in self.pending:
+            line, self.pending = self.pending.split("\n", 1)
+            self.events.append(("line", line))
+        return len(text)
+
+    def flush(self):
+        pass
+
+    def isatty(self):
+        return False
+
+
+def test_the_first_json_line_arrives_before_the_second_file_is_decoded(files, tmp_path, monkeypatch):
+    songs = [write_audio(tmp_path / f"song{i:02d}.wav", seconds=1.2, freq=200.0 + 20 * i, seed=i) for i in range(20)]
+    events = []
+    decode = predict.load_audio
+
+    def recording_decode(path, **kwargs):
+        events.append(("decode", str(path)))
+        return decode(path, **kwargs)
+
+    monkeypatch.setattr(predict, "load_audio", recording_decode)
+    monkeypatch.setattr(sys, "stdout", _Recorder(events))
+    assert cli.main(["predict", *map(str, songs), "--model", str(files["e2e"]), "--json"]) == 0
+    kinds = [kind for kind, _ in events]
+    assert kinds.count("decode") == 20 and kinds.count("line") == 20
+    first_line, second_decode = kinds.index("line"), [i for i, k in enumerate(kinds) if k == "decode"][1]
+    assert first_line < second_decode, kinds
+    assert json.loads(events[first_line][1])["path"] == str(songs[0])
+    assert kinds == ["decode", "line"] * 20  # every file's line before the next file is read
+
+
+def test_ctrl_c_keeps_the_finished_files_and_ends_in_one_line(capsys, files, monkeypatch):
+    good = [str(p) for p in files["good"]]
+    real = predict.predict_file
+
+    def interrupted_at_the_third(path, model):
+        if path == good[2]:
+            raise KeyboardInterrupt
+        return real(path, model)
+
+    monkeypatch.setattr(predict, "predict_file", interrupted_at_the_third)
+    code, out, err = run(capsys, ["predict", *good, "--model", files["e2e"], "--json"])
+    assert code == cli.EXIT_INTERRUPTED == 130
+    assert [json.loads(line)["path"] for line in out] == good[:2]
+    assert err[-1] == f"genrestudy predict: interrupted after 2 of {len(good)} files"
+    assert not any("Traceback" in line for line in err)
+
+
+@pytest.mark.slow  # a fresh Python process importing TensorFlow
+def test_a_closed_stdout_ends_quietly_as_sigpipe_does(files, tmp_path):
+    import signal
+
+    songs = [str(write_audio(tmp_path / f"s{i}.wav", seconds=1.2, seed=i)) for i in range(6)]
+    child = subprocess.Popen([sys.executable, "-m", "genrestudy.cli", "predict", *songs, "--model", str(files["e2e"]),
+                              "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = child.stdout.readline()  # as `| head -1`: one line read, then the pipe closed
+    child.stdout.close()
+    err = child.stderr.read()
+    assert child.wait(timeout=300) == -signal.SIGPIPE
+    assert json.loads(first)["path"] == songs[0]
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
+
+
+def test_predict_help_names_every_kind_of_model_file_it_reads(capsys):
+    from genrestudy import methods, modelfile  # noqa: F401  (the methods register their kinds)
+
+    assert cli.main(["predict", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    kinds = modelfile.kinds()
+    assert {"end-to-end", "hybrid", "knn", "small-network"} <= set(kinds)
+    for kind in kinds:
+        assert f"{kind}: " in text, kind
+
+
+def test_too_short_clips_get_one_message_in_predict_and_tags():
+    from genrestudy import musicnn
+    from genrestudy.segments import ClipTooShortError
+
+    # one sample short of 3 s at 22050 Hz: not "3.00 s is shorter than 3 s"
+    with pytest.raises(ClipTooShortError) as caught:
+        list(predict.clip_chunks(np.zeros(66149, np.float32), ImageParams()))
+    assert str(caught.value) == ("clip of 2.99995 s is shorter than the minimum of 3 s "
+                                 "(one 3 s segment; 66149 of 66150 samples at 22050 Hz)")
+    with pytest.raises(ClipTooShortError) as caught:
+        musicnn.clip_patches(np.zeros(47615, np.float32), sample_rate=16000)
+    assert str(caught.value) == ("clip of 2.9759 s is shorter than the minimum of 2.976 s "
+                                 "(one 187-frame patch; 47615 of 47616 samples at 16000 Hz)")
+    assert len(musicnn.clip_patches(np.zeros(47616, np.float32), sample_rate=16000)) == 1  # the minimum is enough
+
+
+def test_tags_list_shows_every_taggers_vocabulary_and_the_help_says_which_suits_what(capsys):
+    from genrestudy import musicnn_weights
+    from genrestudy.musicnn_architecture import ARCHITECTURES
+
+    if not musicnn_weights.available():
+        pytest.skip(f"the taggers' tag lists come with musicnn's weights; fetch them with "
+                    f"`{musicnn_weights.FETCH_COMMAND}`")
+    assert cli.main(["tags", "--list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(" ", 1)[0] for line in lines] == list(ARCHITECTURES)
+    for line, (name, arch) in zip(lines, ARCHITECTURES.items()):
+        assert line.endswith(": " + ", ".join(arch.labels))
+    by_name = dict(zip(ARCHITECTURES, lines))
+    assert "classical" in by_name["MTT_musicnn"] and "classical" not in by_name["MSD_musicnn"]
+    assert cli.main(["tags", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "Only MTT_musicnn, MTT_vgg can say 'classical'" in text and "the decades 60s, 70s, 80s, 90s, 00s" in text
+    assert "default MSD_musicnn" in text

@@ -203,14 +203,16 @@ def test_imagenet_offline_says_which_file_goes_where(monkeypatch, tmp_path, back
 
 # ---------------------------------------------------------------- precision
 
-@pytest.mark.parametrize("where, bf16, inference, training", [
-    ("gpu", False, "bfloat16", "bfloat16"),
-    ("cpu", True, "bfloat16", "float32"),
-    ("cpu", False, "float32", "float32"),
+@pytest.mark.parametrize("where, faster, inference, training", [
+    ("gpu", "float32", "bfloat16", "bfloat16"),
+    ("cpu", "bfloat16", "bfloat16", "float32"),
+    ("cpu", "float32", "float32", "float32"),
 ])
-def test_one_precision_rule_for_inference_and_training(monkeypatch, where, bf16, inference, training):
+def test_one_precision_rule_for_inference_and_training(monkeypatch, where, faster, inference, training):
     monkeypatch.setattr(device, "accelerator", lambda: where)
-    monkeypatch.setattr(device, "cpu_supports_bfloat16", lambda: bf16)
+    # a CPU's "auto" inference is the measured faster one (genrestudy.precision_choice), whatever its flags say
+    monkeypatch.setattr(device, "cpu_inference_precision", lambda: faster)
+    monkeypatch.setattr(device, "cpu_supports_bfloat16", lambda: faster == "float32")
     assert device.resolve_precision("auto", training=False) == inference
     assert device.resolve_precision("auto", training=True) == training
     # a named precision is taken as it is
@@ -232,10 +234,11 @@ def test_unknown_precisions_are_refused_in_one_line():
 
 def test_a_stored_precision_falls_back_to_float32_where_it_cannot_run(monkeypatch):
     monkeypatch.setattr(device, "accelerator", lambda: "cpu")
-    monkeypatch.setattr(device, "cpu_supports_bfloat16", lambda: False)
+    monkeypatch.setattr(device, "cpu_inference_precision", lambda: "float32")
     assert [device.runnable_precision(p) for p in ("float32", "bfloat16", "float16")] == ["float32"] * 3
-    monkeypatch.setattr(device, "cpu_supports_bfloat16", lambda: True)
+    monkeypatch.setattr(device, "cpu_inference_precision", lambda: "bfloat16")
     assert device.runnable_precision("bfloat16") == "bfloat16"
+    assert device.runnable_precision("float16") == "float32"
     monkeypatch.setattr(device, "accelerator", lambda: "gpu")
     assert device.runnable_precision("float16") == "float16"
 

@@ -7,10 +7,16 @@ model a method adds) resolves its ``precision`` here, with one rule:
 ``"auto"``    inference              training
 ============  =====================  ==========================================
 GPU           bfloat16               bfloat16
-CPU           bfloat16 if the CPU    float32
-              has bf16 instructions,
-              else float32
+CPU           the faster of float32  float32
+              and bfloat16, measured
+              on this machine
 ============  =====================  ==========================================
+
+Why measured and not read off the CPU flags: bf16 instructions do not make bfloat16 faster by
+themselves (without AMX, ResNet-50 ran 1.4–1.6× slower in bfloat16 than in float32), so the
+first "auto" inference on a CPU times both on a probe of the backbones' shape and the answer
+is cached per machine (:mod:`genrestudy.precision_choice`). Notebooks 02 and 08, ``genrestudy
+predict`` and the benchmarks all resolve "auto" here, so they follow the same answer.
 
 Why bfloat16 and not float16 on a GPU: bfloat16 has float32's exponent range, so the large
 activations of an ImageNet network fed Caffe-preprocessed 0–255 values cannot overflow as they
@@ -139,7 +145,10 @@ def gpu_peak_mb() -> float | None:
 
 
 def cpu_supports_bfloat16() -> bool:
-    """Whether the CPU has bfloat16 dot-product instructions (x86 AVX512-BF16/AMX, Arm BF16)."""
+    """Whether the CPU has bfloat16 dot-product instructions (x86 AVX512-BF16/AMX, Arm BF16).
+
+    Reported, not used to choose: the "auto" precision is measured (:func:`cpu_inference_precision`).
+    """
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:  # not Linux: nothing cheap and reliable to ask, so assume no
@@ -179,19 +188,33 @@ def resolve_precision(precision: str = "auto", *, training: bool) -> str:
         return precision
     if accelerator() == "gpu":
         return "bfloat16"
-    return "bfloat16" if not training and cpu_supports_bfloat16() else "float32"
+    return "float32" if training else cpu_inference_precision()
+
+
+_cpu_choice: str | None = None  # this process's answer, once asked
+
+
+def cpu_inference_precision() -> str:
+    """The faster inference precision on this CPU, ``"float32"`` or ``"bfloat16"``: measured on the
+    first call on a machine, then read from the study's cache (:mod:`genrestudy.precision_choice`)."""
+    global _cpu_choice
+    if _cpu_choice is None:
+        from . import precision_choice
+
+        _cpu_choice = precision_choice.fastest(POLICIES)["choice"]
+    return _cpu_choice
 
 
 def runnable_precision(precision: str) -> str:
     """A stored inference precision, or float32 where this machine cannot run it usefully.
 
-    A model file records the arithmetic its features were computed in; on a machine without
-    fast support for it (float16 off a GPU, bfloat16 on a CPU without bf16 instructions) the
-    float32 network gives the same numbers to rounding, much faster.
+    A model file records the arithmetic its features were computed in; on a machine where it is
+    not the faster (float16 off a GPU, bfloat16 on a CPU where float32 measured faster:
+    :func:`cpu_inference_precision`) the float32 network gives the same numbers to rounding, faster.
     """
     device = accelerator()
     if precision == "float16" and device != "gpu":
         return "float32"
-    if precision == "bfloat16" and device != "gpu" and not cpu_supports_bfloat16():
-        return "float32"
+    if precision == "bfloat16" and device != "gpu":
+        return cpu_inference_precision()
     return precision

@@ -203,4 +203,4 @@ def _rebuilt_pipeline(X: np.ndarray, y: np.ndarray, header: dict, scaler: dict |
     return pipeline
 
 
-predict.register_loader(MODEL_KIND, load_knn_model)
+predict.register_loader(MODEL_KIND, load_knn_model, note=f"a spectral KNN .zip (notebook 05, {DEFAULT_MODEL_NAME})")

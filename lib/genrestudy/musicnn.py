@@ -105,13 +105,18 @@ def log_compress(mel: np.ndarray) -> np.ndarray:
 def clip_patches(signal: np.ndarray, *, sample_rate: int, params: MelParams = MelParams()) -> np.ndarray:
     """The authors' tagging input of a whole clip: its mel, cut into consecutive ``n_frames`` patches.
 
-    Raises ``ValueError`` (one line) when the clip is shorter than one patch.
+    Raises :class:`genrestudy.segments.ClipTooShortError` (a ``ValueError``; the study's one
+    message for a clip too short, as ``genrestudy predict`` words it) when the clip is shorter
+    than one patch.
     """
+    from .segments import ClipTooShortError
+
     mel = mel_spectrogram(signal, sample_rate=sample_rate, params=params)
     count = (len(mel) - params.n_frames) // params.n_frames + 1 if len(mel) >= params.n_frames else 0
     if count < 1:
-        raise ValueError(f"shorter than one {params.n_frames}-frame patch "
-                         f"({params.n_frames * params.hop_length / params.sample_rate:.1f} s)")
+        # librosa's centred frames: 1 + samples // hop, so a patch needs (n_frames - 1) * hop samples
+        least = (params.n_frames - 1) * params.hop_length * sample_rate // params.sample_rate
+        raise ClipTooShortError.of(len(signal), least, sample_rate, f"{params.n_frames}-frame patch")
     return np.stack([mel[i * params.n_frames:(i + 1) * params.n_frames] for i in range(count)])
 
 

@@ -30,9 +30,9 @@ from . import backbones, cache, device, features
 from .audio import AudioError, load_audio
 from .boosterfile import BoosterTextError, check_booster_text
 from .images import ImageParams, mel_images
-from .modelfile import (ModelFileError, check_payload, default_model_path, load_keras_model, model_destination,
+from .modelfile import (DEFAULT_MODEL_NAME, ModelFileError, check_payload, default_model_path, load_keras_model, model_destination,
                         model_header, read_header, read_payload, write_model_archive)
-from .segments import ClipTooShortError, segment_count
+from .segments import ClipTooShortError, minimum_samples, segment_count
 
 BOOSTER_ENTRY = "booster.txt"
 
@@ -154,17 +154,19 @@ def _weights_source(header: dict, weights) -> str | None:
     return str(source)
 
 
-#: loaders of the model kinds that method modules add: ``kind -> loader(path, header, *, weights)``
+#: loaders of the model kinds that method modules add: ``kind -> loader(path, header, *, weights)``;
+#: what each kind of file is and what writes it (``genrestudy predict --help`` shows them)
 LOADERS: dict = {}
+KIND_NOTES: dict = {"end-to-end": "an end-to-end .keras (notebook 04)", "hybrid": "a hybrid .zip (notebook 03)"}
 
 
-def register_loader(kind: str, loader):
-    """Let :func:`load_model` (and ``genrestudy predict --model``) read model files of ``kind``.
-
-    ``loader(path, header, *, weights)`` returns a :class:`GenreModel`; the kind must be
-    registered with :func:`genrestudy.modelfile.register_kind` too.
-    """
+def register_loader(kind: str, loader, *, note: str | None = None):
+    """Let :func:`load_model` (and ``genrestudy predict --model``) read model files of ``kind``: ``loader(path,
+    header, *, weights)`` returns a :class:`GenreModel` (the kind registered with
+    :func:`genrestudy.modelfile.register_kind` too); ``note``: what such a file is, for ``predict --help``."""
     LOADERS[kind] = loader
+    if note:
+        KIND_NOTES[kind] = note
     return loader
 
 
@@ -370,8 +372,9 @@ def clip_chunks(signal: np.ndarray, params: ImageParams) -> Iterator[np.ndarray]
                          pad_samples=pad):
             yield chunk
         elif start == 0:
-            raise ClipTooShortError(f"clip of {len(signal) / params.sample_rate:.2f} s is shorter than one "
-                                    f"{params.segment_seconds:g} s segment")
+            least = minimum_samples(n_segments=params.n_segments, segment_samples=params.segment_samples,
+                                    pad_samples=pad)
+            raise ClipTooShortError.of(len(signal), least, params.sample_rate, f"{params.segment_seconds:g} s segment")
 
 
 _NOT_REGULAR = ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
@@ -424,25 +427,23 @@ def predict_file(path, model: GenreModel) -> Prediction:
                       probabilities={c: float(p) for c, p in zip(classes, mean)}, segments=int(len(proba)))
 
 
-def predict_files(paths: Iterable, model: GenreModel | None = None, *, progress: bool = False) -> list[Prediction]:
-    """Predict every file; a file that fails gets a :class:`Prediction` with its ``error``, the rest go on.
+def iter_predictions(paths: Iterable, model: GenreModel | None = None) -> Iterator[Prediction]:
+    """Each file's :class:`Prediction` as soon as that file is done (a generator, in the order given): a
+    caller that prints as it goes shows every finished file at once and keeps them when interrupted.
+    A file that fails gets a :class:`Prediction` with its ``error`` and the rest go on. ``model``: from
+    :func:`load_model` (default: the model at :func:`default_model_path`)."""
+    model = model or load_model()
+    for path in paths:
+        try:
+            yield predict_file(path, model)
+        except (AudioError, ClipTooShortError, OSError) as exc:
+            yield Prediction(path=str(path), error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
 
-    Parameters
-    ----------
-    paths : iterable of path
-        Audio files.
-    model : GenreModel, optional
-        From :func:`load_model` (default: the model at :func:`default_model_path`).
-    progress : bool
-        Show a progress bar over files.
-    """
+
+def predict_files(paths: Iterable, model: GenreModel | None = None, *, progress: bool = False) -> list[Prediction]:
+    """Every file's :class:`Prediction` in a list (:func:`iter_predictions`; ``progress``: a bar over files)."""
     from .progress import progress_bar
 
-    model = model or load_model()
-    out = []
-    for path in progress_bar(list(paths), desc="predicting", unit="file", enabled=progress):
-        try:
-            out.append(predict_file(path, model))
-        except (AudioError, ClipTooShortError, OSError) as exc:
-            out.append(Prediction(path=str(path), error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
-    return out
+    paths = list(paths)
+    return list(progress_bar(iter_predictions(paths, model), total=len(paths), desc="predicting", unit="file",
+                             enabled=progress))

@@ -13,7 +13,39 @@ if TYPE_CHECKING:
 
 
 class ClipTooShortError(ValueError):
-    """A clip shorter than one segment."""
+    """A clip shorter than one segment (or, for a tagger, one patch)."""
+
+    @classmethod
+    def of(cls, n_samples: int, minimum_samples: int, sample_rate: int, unit: str) -> "ClipTooShortError":
+        """The study's one message for a clip too short to use, as :func:`too_short_message` words it."""
+        return cls(too_short_message(n_samples, minimum_samples, sample_rate, unit))
+
+
+def _seconds(n: int, rate: int, digits: int) -> str:
+    return f"{n / rate:.{digits}f}".rstrip("0").rstrip(".")
+
+
+def too_short_message(n_samples: int, minimum_samples: int, sample_rate: int, unit: str) -> str:
+    """``clip of 2.99995 s is shorter than the minimum of 3 s (one 3 s segment; 66149 of 66150 samples at 22050 Hz)``.
+
+    Both lengths are shown with as many decimals as it takes for them to differ (a clip one
+    sample short is not "3.00 s shorter than 3 s"), and in samples. ``unit`` names what the
+    minimum is (``"3 s segment"``, ``"187-frame patch"``).
+
+    >>> too_short_message(66149, 66150, 22050, "3 s segment")
+    'clip of 2.99995 s is shorter than the minimum of 3 s (one 3 s segment; 66149 of 66150 samples at 22050 Hz)'
+    """
+    digits = 2
+    while digits < 9 and _seconds(n_samples, sample_rate, digits) == _seconds(minimum_samples, sample_rate, digits):
+        digits += 1
+    return (f"clip of {_seconds(n_samples, sample_rate, digits)} s is shorter than the minimum of "
+            f"{_seconds(minimum_samples, sample_rate, digits)} s (one {unit}; {n_samples} of {minimum_samples} "
+            f"samples at {sample_rate} Hz)")
+
+
+def minimum_samples(*, n_segments: int, segment_samples: int, pad_samples: int) -> int:
+    """The fewest samples that give one segment under :func:`segment_count`'s rule."""
+    return max(1, min(segment_samples, n_segments * segment_samples - pad_samples))
 
 
 def segment_count(n_samples: int, *, n_segments: int, segment_samples: int, pad_samples: int) -> int:
@@ -42,8 +74,9 @@ def segment_clip(signal: np.ndarray, *, sample_rate: int, n_segments: int = 10,
     k = segment_count(len(signal), n_segments=n_segments, segment_samples=seg,
                       pad_samples=int(round(pad_seconds * sample_rate)))
     if k == 0:
-        raise ClipTooShortError(
-            f"clip of {len(signal) / sample_rate:.2f} s is shorter than one {segment_seconds:g} s segment")
+        pad = int(round(pad_seconds * sample_rate))
+        least = minimum_samples(n_segments=n_segments, segment_samples=seg, pad_samples=pad)
+        raise ClipTooShortError.of(len(signal), least, sample_rate, f"{segment_seconds:g} s segment")
     needed = k * seg
     if len(signal) < needed:
         signal = np.pad(signal, (0, needed - len(signal)))

@@ -269,4 +269,4 @@ def load_smallnet_model(path, header: dict | None = None, *, weights=None) -> Sm
     return SmallNetModel(path=Path(path), header=header, network=network)
 
 
-predict.register_loader(MODEL_KIND, load_smallnet_model)
+predict.register_loader(MODEL_KIND, load_smallnet_model, note="one of the six small networks, a .keras (notebook 06)")
