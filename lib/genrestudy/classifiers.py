@@ -12,7 +12,12 @@ value, so Datasets are built with ``feature_pre_filter=False``.
 
 Early stopping watches the validation multi-logloss; the validation accuracy at the best
 iteration comes from LightGBM's own ``multi_error`` metric recorded during training, so a
-fit needs no extra prediction pass to be scored.
+fit needs no extra prediction pass to be scored. The multi-logloss is computed here
+(:func:`multi_logloss`) from the probabilities LightGBM keeps for the validation set, not by
+LightGBM's metric: LightGBM sums that metric over rows in parallel, so its last bits (about
+1e-15) change with the number of threads even though the trees are the same, and a fit's
+score would then depend on where it ran (one thread among many, all of a worker's threads, a
+Dask worker).
 """
 from __future__ import annotations
 
@@ -210,7 +215,7 @@ def lightgbm_params(params: dict, *, num_class: int, seed: int = 0, num_threads:
     if clash:
         raise ValueError(f"{clash} change how features are binned; set them on TrainingData, not per configuration")
     out = {**FIXED_PARAMS, **(training or {}), "bagging_freq": 1, **params, "num_class": num_class, "seed": seed,
-           "num_threads": num_threads, "metric": ["multi_logloss", "multi_error"]}
+           "num_threads": num_threads, "metric": ["multi_error"]}
     for key in ("num_leaves", "max_depth", "min_child_samples", "bagging_freq"):
         if key in out:
             out[key] = int(out[key])
@@ -304,6 +309,18 @@ class FitResult:
     curve: pd.DataFrame | None = None
     booster: lgb.Booster | None = None
     state: BoostingState | None = None
+
+
+def multi_logloss(preds: np.ndarray, dataset: lgb.Dataset) -> tuple[str, float, bool]:
+    """LightGBM's ``multi_logloss`` (mean of ``-log(max(p_true, 1e-15))``), summed in a fixed order.
+
+    A LightGBM ``feval``: ``preds`` are the ``(n, num_class)`` probabilities LightGBM holds for
+    ``dataset``. The same trees give the same value whatever the number of threads.
+    """
+    labels = np.asarray(dataset.get_label(), dtype=np.int64)
+    proba = np.asarray(preds, dtype=np.float64).reshape(len(labels), -1, order="F" if np.ndim(preds) == 1 else "C")
+    true = np.maximum(proba[np.arange(len(labels)), labels], 1e-15)
+    return "multi_logloss", float(np.mean(-np.log(true))), False
 
 
 def segment_seed(seed: int, start_round: int) -> int:
@@ -400,11 +417,12 @@ def fit_lightgbm(data: TrainingData, params: dict, *, num_boost_round: int, earl
         best_logloss, best_round = (min(logloss), int(np.argmin(logloss)) + 1) if logloss else (np.inf, 0)
         for round_ in range(done + 1, num_boost_round + 1):
             booster.update()
-            scores = {name: value for _, name, value, _ in booster.eval_valid()}
+            scores = {name: value for _, name, value, _ in booster.eval_valid(feval=multi_logloss)}
             logloss.append(float(scores["multi_logloss"]))
             error.append(float(scores["multi_error"]))
             if record_curve:
-                train_logloss.append(float({n: v for _, n, v, _ in booster.eval_train()}["multi_logloss"]))
+                train_logloss.append(float({n: v for _, n, v, _ in booster.eval_train(feval=multi_logloss)}[
+                    "multi_logloss"]))
             if logloss[-1] < best_logloss:
                 best_logloss, best_round = logloss[-1], round_
             elif early_stopping_rounds and round_ - best_round >= early_stopping_rounds:
