@@ -77,6 +77,9 @@ def open_feature_set(root: Path) -> FeatureSet:
     return FeatureSet(root=root, features=features, segments=segments, meta=meta)
 
 
+FeatureSet._reopen = staticmethod(open_feature_set)
+
+
 # ---------------------------------------------------------------- streaming extraction
 
 def _release_pages(images: np.ndarray, start: int, stop: int) -> None:

@@ -69,6 +69,9 @@ def open_image_set(root: Path) -> ImageSet:
     return ImageSet(root=root, images=images, segments=segments, clips=clips, meta=meta)
 
 
+ImageSet._reopen = staticmethod(open_image_set)
+
+
 # ---------------------------------------------------------------- computing images
 
 @dataclass(frozen=True)

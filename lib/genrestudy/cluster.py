@@ -1,0 +1,126 @@
+"""The study's work on an existing Dask cluster: where its scheduler is, and how work spreads.
+
+Given a ``dask.distributed`` scheduler address (``./run_all.sh --scheduler tcp://host:8786``,
+which sets :data:`SCHEDULER_ENV`; or a notebook's ``scheduler_address`` parameter), the
+study fans out its two kinds of independent work:
+
+* the fits of a LightGBM search (a rung of successive halving at a time; notebooks 03, 07, 09;
+  :func:`genrestudy.search.evaluate_candidates`), through joblib's Dask backend;
+* the method runs of Table 7, every registered method under every protocol at once
+  (:func:`genrestudy.table7.run_protocols`; notebook 09), as Dask futures.
+
+Without an address everything runs on this machine as before. Where a task runs changes no
+result: a fit's seed, data and parameters travel with it, and a LightGBM score does not depend
+on the number of threads (:func:`genrestudy.classifiers.multi_logloss`).
+
+What each worker needs (README, "Running the audit on a Dask cluster"): the project installed
+in its Python (``pip install -e .`` of the same commit: it imports ``genrestudy``), and the
+same data and cache paths as the client: a shared file system mounted at the same place, or
+``GENRESTUDY_DATA`` / ``GENRESTUDY_CACHE`` pointing to it. Method runs open the study's
+images and features from the cache by path (never copied through the scheduler) and write
+their results there, under the cache's file locks.
+"""
+from __future__ import annotations
+
+import contextlib
+import heapq
+import os
+from typing import Callable, Iterable, Iterator
+
+from .progress import progress_bar
+
+#: the environment variable that names the scheduler (``./run_all.sh --scheduler ADDRESS`` sets it)
+SCHEDULER_ENV = "GENRESTUDY_SCHEDULER"
+#: seconds to wait for the scheduler before saying it cannot be reached
+CONNECT_TIMEOUT_S = 30
+
+
+class ClusterError(RuntimeError):
+    """The cluster cannot be used as asked; ``str(err)`` is one line."""
+
+
+def inside_worker() -> bool:
+    """Whether this code runs in a task on a Dask worker."""
+    try:
+        from distributed import get_worker
+    except ImportError:
+        return False
+    try:
+        get_worker()
+    except ValueError:
+        return False
+    return True
+
+
+def scheduler_address(given: str | None = None) -> str | None:
+    """The scheduler to use: ``given``, else ``$GENRESTUDY_SCHEDULER``, else None (this machine).
+
+    Inside a task already running on a worker it is None: the task's own work (a method's
+    search) runs on that worker's threads rather than queueing behind the task that waits for it.
+    """
+    address = (given or os.environ.get(SCHEDULER_ENV) or "").strip()
+    if not address or inside_worker():
+        return None
+    if "://" not in address:
+        raise ClusterError(f"scheduler address {address!r} lacks a protocol; expected e.g. tcp://host:8786 "
+                           f"(from {'the scheduler_address parameter' if given else SCHEDULER_ENV})")
+    return address
+
+
+@contextlib.contextmanager
+def connect(address: str, *, timeout: float = CONNECT_TIMEOUT_S) -> Iterator:
+    """A ``distributed.Client`` of the scheduler at ``address``, closed on exit; one line when it cannot be reached."""
+    from distributed import Client
+
+    try:
+        client = Client(address, timeout=timeout, set_as_default=False)
+    except (OSError, TimeoutError) as exc:
+        raise ClusterError(f"cannot reach the Dask scheduler at {address} ({type(exc).__name__}: {exc}); start one "
+                           f"with `dask scheduler`, or unset {SCHEDULER_ENV} to run here") from None
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def map_ordered(function: Callable, arguments: list[tuple], address: str, *, shared: tuple = (),
+                desc: str = "tasks", progress: bool = True) -> list:
+    """``[function(*shared, *a) for a in arguments]``, each call a task on the cluster at
+    ``address``, results in order; ``shared`` is sent to the cluster once, not with every task.
+
+    A task that fails raises its error here (in one line of ``ClusterError`` when the worker
+    cannot import the project).
+    """
+    from distributed import as_completed
+
+    with connect(address) as client:
+        common = [client.scatter(value, hash=False) for value in shared]
+        futures = [client.submit(function, *common, *args, pure=False) for args in arguments]
+        for future in progress_bar(as_completed(futures, loop=client.loop), total=len(futures), desc=desc, enabled=progress,
+                                   leave=False):
+            if future.status == "error":
+                error = future.exception()
+                if isinstance(error, ModuleNotFoundError) and "genrestudy" in str(error):
+                    raise ClusterError(f"a worker of {address} cannot import genrestudy: install the project "
+                                       "in every worker's Python (README, 'Running the audit on a Dask cluster')")
+                raise error
+        return [future.result() for future in futures]
+
+
+def makespan(task_seconds: Iterable[float], n_workers: int) -> float:
+    """Wall time of independent tasks of the given durations spread over ``n_workers`` equal
+    workers, each task whole on one worker, longest first (what the scheduler does in effect).
+
+    For ``--plan --workers N``: one halving rung's fits, or Table 7's method runs, are such a
+    set; rungs and seeds follow each other, so their makespans add up. A lower bound is
+    ``max(sum / n_workers, longest task)``; greedy longest-first is within 4/3 of the best.
+
+    >>> makespan([4, 3, 3, 2], 2), makespan([10, 1, 1], 8)
+    (6.0, 10.0)
+    """
+    if n_workers < 1:
+        raise ValueError(f"n_workers must be at least 1, got {n_workers}")
+    loads = [0.0] * int(n_workers)
+    for seconds in sorted((float(s) for s in task_seconds), reverse=True):
+        heapq.heapreplace(loads, loads[0] + seconds)
+    return max(loads)
