@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from genrestudy import classifiers, cluster, methods, study, table7
+from genrestudy import cluster, methods, study, table7
 from genrestudy.features import open_feature_set
 
 distributed = pytest.importorskip("distributed")
@@ -49,6 +49,7 @@ def test_table7_on_a_multi_process_cluster_equals_one_machine(study_dirs, tmp_pa
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
                                   host="127.0.0.1") as local_cluster:
         monkeypatch.setenv(cluster.SCHEDULER_ENV, local_cluster.scheduler_address)  # as run_all.sh --scheduler
+        facts = cluster.check(local_cluster.scheduler_address)  # what run_all.sh --scheduler checks first
         remote = table7.run_protocols(data, splits, LIGHTGBM_METHODS, progress=False)
         with distributed.Client(local_cluster.scheduler_address) as client:
             binned = client.run(lambda: len(__import__("genrestudy.classifiers").classifiers._BINNED))
@@ -57,6 +58,7 @@ def test_table7_on_a_multi_process_cluster_equals_one_machine(study_dirs, tmp_pa
             nested = client.submit(cluster.scheduler_address, "tcp://127.0.0.1:1", pure=False).result()
     assert sum(binned.values()) > 0 and __import__("os").getpid() not in pids  # the fits ran in the workers
     assert nested is None
+    assert len(facts) == 2 and all("1 threads" in line and str(tmp_path / "cluster-cache") in line for line in facts)
     written = list((tmp_path / "cluster-cache" / "methods").glob("*/meta.json"))
     assert len(written) == len(LIGHTGBM_METHODS) * len(splits)  # by the workers, into the shared cache
     for protocol in splits:
@@ -75,6 +77,8 @@ def test_a_scheduler_address_is_checked_and_an_absent_one_runs_here(monkeypatch)
     assert cluster.scheduler_address("tls://other:8786") == "tls://other:8786"  # the parameter wins
     with pytest.raises(cluster.ClusterError, match="lacks a protocol"):
         cluster.scheduler_address("host:8786")
+    monkeypatch.delenv(cluster.SCHEDULER_ENV)
+    assert cluster.main(["check"]) == 1  # no address: one line, no traceback
     with pytest.raises(cluster.ClusterError, match="cannot reach the Dask scheduler at tcp://127.0.0.1:9"):
         with cluster.connect("tcp://127.0.0.1:9", timeout=2):
             pass
@@ -103,7 +107,7 @@ def test_a_cached_feature_set_travels_by_its_path(study_dirs, tmp_path):
     assert len(blob) < opened.features.nbytes + 2000 and b"features-entry" in blob
     again = pickle.loads(blob)
     np.testing.assert_array_equal(again.features, opened.features)
-    in_memory = classifiers  # noqa: F841  (a set with no entry travels whole, as before)
+    # a set with no cache entry travels whole, as before
     whole = pickle.loads(pickle.dumps(type(opened)(root=None, features=np.ones((2, 2), np.float32),
                                                    segments=opened.segments.head(2), meta={})))
     assert whole.root is None and whole.features.sum() == 4

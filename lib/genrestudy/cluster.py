@@ -15,10 +15,12 @@ on the number of threads (:func:`genrestudy.classifiers.multi_logloss`).
 
 What each worker needs (README, "Running the audit on a Dask cluster"): the project installed
 in its Python (``pip install -e .`` of the same commit: it imports ``genrestudy``), and the
-same data and cache paths as the client: a shared file system mounted at the same place, or
-``GENRESTUDY_DATA`` / ``GENRESTUDY_CACHE`` pointing to it. Method runs open the study's
-images and features from the cache by path (never copied through the scheduler) and write
-their results there, under the cache's file locks.
+same cache folder as the client, at the same path: a shared file system (NFS or the like, with
+working ``flock``) mounted at the same place on every machine, ``GENRESTUDY_CACHE`` set alike
+where the default ``data/cache`` of each checkout is not that place (:func:`check` refuses a
+worker that sees another path). Method runs open the study's images and features from the
+cache by path (never copied through the scheduler) and write their results there, under the
+cache's file locks.
 """
 from __future__ import annotations
 
@@ -124,3 +126,60 @@ def makespan(task_seconds: Iterable[float], n_workers: int) -> float:
     for seconds in sorted((float(s) for s in task_seconds), reverse=True):
         heapq.heapreplace(loads, loads[0] + seconds)
     return max(loads)
+
+
+def _worker_facts() -> dict:
+    import genrestudy
+
+    from . import paths
+
+    return {"genrestudy": getattr(genrestudy, "__version__", "?"), "cache": str(paths.cache_dir()),
+            "cores": os.cpu_count()}
+
+
+def check(address: str) -> list[str]:
+    """One line per worker of the cluster at ``address`` (threads, its cache folder), after
+    checking that each imports genrestudy and sees the client's cache folder; ClusterError if not."""
+    from . import paths
+
+    with connect(address) as client:
+        threads = client.nthreads()
+        if not threads:
+            raise ClusterError(f"the Dask scheduler at {address} has no workers; start some with "
+                               f"`dask worker {address}`")
+        try:
+            facts = client.run(_worker_facts)
+        except Exception as exc:  # a worker without the project cannot even unpickle the probe
+            raise ClusterError(f"a worker of {address} cannot run genrestudy ({type(exc).__name__}: {exc}); "
+                               "install the project in every worker's Python") from None
+    here = str(paths.cache_dir())
+    elsewhere = sorted(w for w, f in facts.items() if f["cache"] != here)
+    if elsewhere:
+        raise ClusterError(f"workers {', '.join(elsewhere)} use another cache folder than {here}; "
+                           "mount the shared cache at the same path or set GENRESTUDY_CACHE")
+    return [f"{worker}: {threads[worker]} threads, genrestudy {facts[worker]['genrestudy']}, cache {facts[worker]['cache']}"
+            for worker in sorted(threads)]
+
+
+def main(argv=None) -> int:
+    """``python -m genrestudy.cluster check [ADDRESS]`` (default ``$GENRESTUDY_SCHEDULER``): what ``run_all.sh --scheduler`` checks."""
+    import sys
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] != "check" or len(args) > 2:
+        print("usage: python -m genrestudy.cluster check [tcp://host:8786]", file=sys.stderr)
+        return 2
+    try:
+        address = scheduler_address(args[1] if len(args) == 2 else None)
+        if address is None:
+            raise ClusterError(f"no scheduler address given and {SCHEDULER_ENV} is not set")
+        for line in check(address):
+            print(line)
+    except ClusterError as exc:
+        print(f"run_all.sh: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
