@@ -55,6 +55,12 @@ TRAINING_LEVERS = {
     "quantized": {"use_quantized_grad": True, "num_grad_quant_bins": 4, "quant_train_renew_leaf": True},
 }
 
+#: where LightGBM grows its trees, as a :class:`TrainingData`'s ``training`` options (part of its key):
+#: ``"cpu"`` (the study's) or ``"gpu"``, LightGBM's OpenCL learner (in the PyPI wheel; it needs an
+#: OpenCL platform at run time). Off by default: ``bench/lightgbm_device.py`` measures whether it
+#: gives the same winner faster (bench/reports/lightgbm_device.md).
+DEVICE_OPTIONS = {"cpu": {}, "gpu": {"device_type": "gpu"}}
+
 #: parameters every fit shares (not searched)
 FIXED_PARAMS = {
     "objective": "multiclass",
