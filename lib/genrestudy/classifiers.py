@@ -12,12 +12,8 @@ value, so Datasets are built with ``feature_pre_filter=False``.
 
 Early stopping watches the validation multi-logloss; the validation accuracy at the best
 iteration comes from LightGBM's own ``multi_error`` metric recorded during training, so a
-fit needs no extra prediction pass to be scored. The multi-logloss is computed here
-(:func:`multi_logloss`) from the probabilities LightGBM keeps for the validation set, not by
-LightGBM's metric: LightGBM sums that metric over rows in parallel, so its last bits (about
-1e-15) change with the number of threads even though the trees are the same, and a fit's
-score would then depend on where it ran (one thread among many, all of a worker's threads, a
-Dask worker).
+fit needs no extra prediction pass to be scored. The multi-logloss is :func:`multi_logloss`'s,
+not LightGBM's metric, whose parallel sum changes in the last bits with the thread count.
 """
 from __future__ import annotations
 
@@ -55,10 +51,8 @@ TRAINING_LEVERS = {
     "quantized": {"use_quantized_grad": True, "num_grad_quant_bins": 4, "quant_train_renew_leaf": True},
 }
 
-#: where LightGBM grows its trees, as a :class:`TrainingData`'s ``training`` options (part of its key):
-#: ``"cpu"`` (the study's) or ``"gpu"``, LightGBM's OpenCL learner (in the PyPI wheel; it needs an
-#: OpenCL platform at run time). Off by default: ``bench/lightgbm_device.py`` measures whether it
-#: gives the same winner faster (bench/reports/lightgbm_device.md).
+#: LightGBM's learner as :class:`TrainingData` ``training`` options: ``"cpu"`` (the study's) or ``"gpu"``
+#: (OpenCL; not used by default: bench/reports/lightgbm_device.md says why)
 DEVICE_OPTIONS = {"cpu": {}, "gpu": {"device_type": "gpu"}}
 
 #: parameters every fit shares (not searched)
@@ -318,15 +312,11 @@ class FitResult:
 
 
 def multi_logloss(preds: np.ndarray, dataset: lgb.Dataset) -> tuple[str, float, bool]:
-    """LightGBM's ``multi_logloss`` (mean of ``-log(max(p_true, 1e-15))``), summed in a fixed order.
-
-    A LightGBM ``feval``: ``preds`` are the ``(n, num_class)`` probabilities LightGBM holds for
-    ``dataset``. The same trees give the same value whatever the number of threads.
-    """
+    """LightGBM's ``multi_logloss`` as a ``feval``, summed in a fixed order: the same trees, the same value
+    on any number of threads (LightGBM's own metric differs by about 1e-15)."""
     labels = np.asarray(dataset.get_label(), dtype=np.int64)
     proba = np.asarray(preds, dtype=np.float64).reshape(len(labels), -1, order="F" if np.ndim(preds) == 1 else "C")
-    true = np.maximum(proba[np.arange(len(labels)), labels], 1e-15)
-    return "multi_logloss", float(np.mean(-np.log(true))), False
+    return "multi_logloss", float(np.mean(-np.log(np.maximum(proba[np.arange(len(labels)), labels], 1e-15)))), False
 
 
 def segment_seed(seed: int, start_round: int) -> int:
@@ -427,8 +417,8 @@ def fit_lightgbm(data: TrainingData, params: dict, *, num_boost_round: int, earl
             logloss.append(float(scores["multi_logloss"]))
             error.append(float(scores["multi_error"]))
             if record_curve:
-                train_logloss.append(float({n: v for _, n, v, _ in booster.eval_train(feval=multi_logloss)}[
-                    "multi_logloss"]))
+                train_scores = booster.eval_train(feval=multi_logloss)
+                train_logloss.append(float({n: v for _, n, v, _ in train_scores}["multi_logloss"]))
             if logloss[-1] < best_logloss:
                 best_logloss, best_round = logloss[-1], round_
             elif early_stopping_rounds and round_ - best_round >= early_stopping_rounds:

@@ -98,8 +98,8 @@ def map_ordered(function: Callable, arguments: list[tuple], address: str, *, sha
     with connect(address) as client:
         common = [client.scatter(value, hash=False) for value in shared]
         futures = [client.submit(function, *common, *args, pure=False) for args in arguments]
-        for future in progress_bar(as_completed(futures, loop=client.loop), total=len(futures), desc=desc, enabled=progress,
-                                   leave=False):
+        finished = as_completed(futures, loop=client.loop)
+        for future in progress_bar(finished, total=len(futures), desc=desc, enabled=progress, leave=False):
             if future.status == "error":
                 error = future.exception()
                 if isinstance(error, ModuleNotFoundError) and "genrestudy" in str(error):
@@ -157,12 +157,13 @@ def check(address: str) -> list[str]:
     if elsewhere:
         raise ClusterError(f"workers {', '.join(elsewhere)} use another cache folder than {here}; "
                            "mount the shared cache at the same path or set GENRESTUDY_CACHE")
-    return [f"{worker}: {threads[worker]} threads, genrestudy {facts[worker]['genrestudy']}, cache {facts[worker]['cache']}"
-            for worker in sorted(threads)]
+    return [f"{w}: {threads[w]} threads, genrestudy {facts[w]['genrestudy']}, cache {facts[w]['cache']}"
+            for w in sorted(threads)]
 
 
 def main(argv=None) -> int:
-    """``python -m genrestudy.cluster check [ADDRESS]`` (default ``$GENRESTUDY_SCHEDULER``): what ``run_all.sh --scheduler`` checks."""
+    """``python -m genrestudy.cluster check [ADDRESS]`` (default ``$GENRESTUDY_SCHEDULER``), as
+    ``run_all.sh --scheduler`` calls it."""
     import sys
 
     args = list(sys.argv[1:] if argv is None else argv)
