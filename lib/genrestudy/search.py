@@ -235,6 +235,8 @@ def evaluate_candidates(data: TrainingData, candidates: list[dict], *, num_boost
         if scheduler_address:
             client = stack.enter_context(cluster.connect(scheduler_address))
             threads = client.nthreads()  # {worker: threads}
+            if not threads:
+                raise cluster.ClusterError(f"the Dask scheduler at {scheduler_address} has no workers")
             slots = sum(threads.values()) if n_jobs == -1 else max(1, n_jobs)
             num_threads = threads_per_fit(len(candidates), slots, min(threads.values()), n_machines=len(threads))
             stack.enter_context(joblib.parallel_config(backend="dask", client=client, scatter=[data]))
