@@ -14,8 +14,10 @@ rounds ``--min-rounds`` -> ``--rounds``, factor 3, warm-started survivors) runs 
 It prints each side's wall time and this process's CPU seconds (the steadier figure on a shared
 machine: POCL's threads are the process's own), the time ratio, both winners and whether they agree, and how
 many of the last rung's survivors agree. The study uses the GPU learner only if it gives the
-same winner faster; on POCL the "device" is this CPU, so its figure says nothing about a real
-GPU (run it there: ``python bench/lightgbm_device.py`` on the GPU machine).
+same winner faster; on POCL the "device" is this CPU, so its time says nothing about a real
+GPU (run it there: ``python bench/lightgbm_device.py`` on the GPU machine). Its first run here
+(bench/reports/lightgbm_device.md) found neither: 52.7x the wall time and another winner, so
+the study keeps ``device_type="cpu"``.
 
 Without an OpenCL platform it says so in one line and exits 0 (nothing to compare).
 
