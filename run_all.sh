@@ -13,6 +13,8 @@
 #                         Keras's download (also GENRESTUDY_WEIGHTS=PATH)
 #   ./run_all.sh --profile paper --plan   print each notebook's work and its estimated duration here
 #   ./run_all.sh --profile paper --scale smoke   every notebook at toy budgets (the wiring's test)
+#   ./run_all.sh --scheduler tcp://HOST:8786 ...  the searches and Table 7's method fits on that Dask
+#                         cluster (also GENRESTUDY_SCHEDULER=ADDRESS; README: what the workers need)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -73,14 +75,20 @@ run_study() {
                 overrides+=(-p "$2" "$3"); shift 3 ;;
             --scale) export GENRESTUDY_SCALE="${2:?--scale needs full or smoke}"; shift 2 ;;
             --plan) plan=1; shift ;;
+            --scheduler) export GENRESTUDY_SCHEDULER="${2:?--scheduler needs an address such as tcp://host:8786}"; shift 2 ;;
             [0-9][0-9]) selected+=("$1"); shift ;;
-            *) echo "run_all.sh: unknown argument '$1' (expected --profile demo|paper, -p NAME VALUE, --weights PATH, --scale full|smoke, --plan, or notebook numbers like 03)" >&2; exit 2 ;;
+            *) echo "run_all.sh: unknown argument '$1' (expected --profile demo|paper, -p NAME VALUE, --weights PATH, --scale full|smoke, --plan, --scheduler ADDRESS, or notebook numbers like 03)" >&2; exit 2 ;;
         esac
     done
     [ -n "$profile" ] || profile=$("$PY" -m genrestudy.profiles default)
     # the plan needs neither GTZAN nor the weights: it says what it assumes in their absence
     if [ -n "$plan" ]; then "$PY" -m genrestudy.plan "$profile" "${overrides[@]}"; return; fi
     "$PY" -m genrestudy.profiles check "$profile" "${overrides[@]}" || exit 1
+    # a cluster is checked before the first notebook: reachable, workers with the project and the same cache
+    if [ -n "${GENRESTUDY_SCHEDULER:-}" ]; then
+        echo "== Dask cluster $GENRESTUDY_SCHEDULER"
+        "$PY" -m genrestudy.cluster check | sed 's/^/   /'; [ "${PIPESTATUS[0]}" = 0 ] || exit 1
+    fi
     local out=build/executed/$profile${GENRESTUDY_SCALE:+-$GENRESTUDY_SCALE}
     mkdir -p "$out"
     echo "== profile: $profile${GENRESTUDY_SCALE:+ (scale $GENRESTUDY_SCALE)}"
@@ -147,7 +155,7 @@ run_tests() {
 
 case "${1:-study}" in
     study) shift || true; setup; run_study "$@" ;;
-    --profile|--profile=*|-p|--parameter|--weights|--scale|--plan|[0-9][0-9]) setup; run_study "$@" ;;
+    --profile|--profile=*|-p|--parameter|--weights|--scale|--plan|--scheduler|[0-9][0-9]) setup; run_study "$@" ;;
     test) shift; setup; run_tests "$@" ;;
     clean) shift; setup; "$PY" -m genrestudy.cache clean "$@" ;;
     pin) shift; setup; pin ;;
@@ -155,6 +163,6 @@ case "${1:-study}" in
         # Jupyter refuses root without --allow-root (containers often run as root)
         [ "$(id -u)" = 0 ] && set -- --allow-root "$@"
         exec "$VENV/bin/jupyter" lab notebooks "$@" ;;
-    -h|--help|help) sed -n '2,15p' "$0" | sed 's/^# //' ;;
+    -h|--help|help) sed -n '2,17p' "$0" | sed 's/^# //' ;;
     *) echo "run_all.sh: unknown command '$1' (expected: test, lab, clean, pin, or nothing)" >&2; exit 2 ;;
 esac

@@ -166,3 +166,23 @@ def test_tune_benchmark_prints_the_equal_work_ratio_and_the_halving_gap_at_paper
     assert re.match(r"speedup: \d+\.\dx .*halving gap -?\d+\.\d\d pt at 4 rounds, -?\d+\.\d\d pt at the paper's 40\)$",
                     last), last
     assert "smoke-sized run" in report.read_text()
+
+
+@pytest.mark.slow  # LightGBM's OpenCL learner vs its CPU learner on a tiny halving search (~1 min on POCL)
+def test_lightgbm_device_benchmark_times_both_learners_and_compares_their_winners(tmp_path):
+    import subprocess
+
+    spec = importlib.util.spec_from_file_location("bench_lightgbm_device_under_test", BENCH / "lightgbm_device.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if module.opencl_platform() is None:
+        pytest.skip("no OpenCL platform (e.g. apt-get install pocl-opencl-icd): LightGBM's GPU learner cannot run")
+    report = tmp_path / "lightgbm_device.md"
+    run = subprocess.run([sys.executable, str(BENCH / "lightgbm_device.py"), "--n-samples", "300", "--n-features",
+                          "8", "--budget", "3", "--min-rounds", "1", "--rounds", "3", "--report", str(report)],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert re.search(r"^cpu: 4 fits in .*\n^gpu: 4 fits in ", run.stdout, re.M)
+    last = run.stdout.strip().splitlines()[-1]
+    assert re.match(r"device: gpu/cpu time \d+\.\d\dx; same winner: (yes|no)$", last), last
+    assert "smoke-sized run" in report.read_text()

@@ -149,3 +149,17 @@ def test_training_options_reach_every_fit_and_the_key(data):
     assert params["num_grad_quant_bins"] == 4 and params["force_col_wise"]
     with pytest.raises(ValueError, match="training options may not set"):
         TrainingData(data.X_train, data.y_train, data.X_valid, data.y_valid, num_class=3, training={"max_bin": 15})
+
+
+def test_a_fit_scores_the_same_on_any_number_of_threads():
+    # defect: LightGBM's multi_logloss metric sums rows in parallel; with 2 threads instead of 1 the same
+    # trees scored differently in the last bits (about 1e-15), so a score depended on where the fit ran
+    X, y = make_classification(n_samples=1500, n_features=64, n_informative=12, n_classes=5, random_state=0)
+    data = TrainingData(X[:1000], y[:1000], X[1000:], y[1000:], num_class=5)
+    params = {"num_leaves": 16, "max_depth": 5, "learning_rate": 0.1, "bagging_fraction": 0.7}
+    one, two = (fit_lightgbm(data, params, num_boost_round=40, early_stopping_rounds=10, num_threads=n,
+                             record_curve=True, keep_model=True) for n in (1, 2))
+    assert one.valid_logloss == two.valid_logloss and one.best_iteration == two.best_iteration
+    pd.testing.assert_frame_equal(one.curve, two.curve, check_exact=True)
+    proba = predict_proba(one.booster, X[1000:])  # and it is LightGBM's multi_logloss, computed in order
+    assert one.valid_logloss == pytest.approx(np.mean(-np.log(proba[np.arange(500), y[1000:]])), rel=1e-12)

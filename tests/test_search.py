@@ -261,3 +261,28 @@ def test_executed_copies_get_one_line_per_step_instead_of_a_bar(data, monkeypatc
     assert progress.bars_wanted()
     bar = progress.progress_bar(range(2), desc="x")  # a console or JupyterLab: tqdm's bar
     assert not isinstance(bar, progress.OneLineProgress) and list(bar) == [0, 1]
+
+
+# ---------------------------------------------------------------- threads of the late halving rungs
+
+def test_late_halving_rungs_use_the_idle_cores_and_change_nothing(data, monkeypatch):
+    train, _, _ = data
+    kw = dict(budget=9, seed=0, mode="halving", num_boost_round=18, min_resources=2, early_stopping_rounds=4,
+              n_jobs=-1, progress=False)
+    monkeypatch.setattr(search.os, "cpu_count", lambda: 4)
+    spread = search.grid_search(train, **kw)
+    # 9 fits on 4 cores: one thread each; 3 fits: one each (4 // 3); the last one: all four
+    assert list(spread.trace.groupby("rung")["num_threads"].first()) == [1, 1, 4]
+    monkeypatch.setattr(search, "threads_per_fit", lambda *args, **kwargs: 1)  # the former rule: one thread a fit
+    single = search.grid_search(train, **kw)
+    assert (single.trace["num_threads"] == 1).all()
+    same = ["candidate", "rung", "num_boost_round", "start_round", "best_iteration", "valid_accuracy", "valid_logloss"]
+    pd.testing.assert_frame_equal(spread.trace[same], single.trace[same], check_exact=True)
+    assert spread.best_params == single.best_params and spread.best_valid_accuracy == single.best_valid_accuracy
+
+
+def test_threads_per_fit_shares_the_cores_among_the_fits_at_once():
+    assert search.threads_per_fit(729, 16, 16) == 1
+    assert search.threads_per_fit(3, 16, 16) == 5 and search.threads_per_fit(1, 16, 16) == 16
+    assert search.threads_per_fit(27, 128, 16, n_machines=8) == 4  # 4 fits per 16-core worker
+    assert search.threads_per_fit(5, 2, 2) == 1 and search.threads_per_fit(1, 2, 2) == 2

@@ -12,7 +12,8 @@ value, so Datasets are built with ``feature_pre_filter=False``.
 
 Early stopping watches the validation multi-logloss; the validation accuracy at the best
 iteration comes from LightGBM's own ``multi_error`` metric recorded during training, so a
-fit needs no extra prediction pass to be scored.
+fit needs no extra prediction pass to be scored. The multi-logloss is :func:`multi_logloss`'s,
+not LightGBM's metric, whose parallel sum changes in the last bits with the thread count.
 """
 from __future__ import annotations
 
@@ -49,6 +50,10 @@ TRAINING_LEVERS = {
     "row_wise": {"force_row_wise": True, "force_col_wise": False},
     "quantized": {"use_quantized_grad": True, "num_grad_quant_bins": 4, "quant_train_renew_leaf": True},
 }
+
+#: LightGBM's learner as :class:`TrainingData` ``training`` options: ``"cpu"`` (the study's) or ``"gpu"``
+#: (OpenCL; not used by default: bench/reports/lightgbm_device.md says why)
+DEVICE_OPTIONS = {"cpu": {}, "gpu": {"device_type": "gpu"}}
 
 #: parameters every fit shares (not searched)
 FIXED_PARAMS = {
@@ -210,7 +215,7 @@ def lightgbm_params(params: dict, *, num_class: int, seed: int = 0, num_threads:
     if clash:
         raise ValueError(f"{clash} change how features are binned; set them on TrainingData, not per configuration")
     out = {**FIXED_PARAMS, **(training or {}), "bagging_freq": 1, **params, "num_class": num_class, "seed": seed,
-           "num_threads": num_threads, "metric": ["multi_logloss", "multi_error"]}
+           "num_threads": num_threads, "metric": ["multi_error"]}
     for key in ("num_leaves", "max_depth", "min_child_samples", "bagging_freq"):
         if key in out:
             out[key] = int(out[key])
@@ -304,6 +309,14 @@ class FitResult:
     curve: pd.DataFrame | None = None
     booster: lgb.Booster | None = None
     state: BoostingState | None = None
+
+
+def multi_logloss(preds: np.ndarray, dataset: lgb.Dataset) -> tuple[str, float, bool]:
+    """LightGBM's ``multi_logloss`` as a ``feval``, summed in a fixed order: the same trees, the same value
+    on any number of threads (LightGBM's own metric differs by about 1e-15)."""
+    labels = np.asarray(dataset.get_label(), dtype=np.int64)
+    proba = np.asarray(preds, dtype=np.float64).reshape(len(labels), -1, order="F" if np.ndim(preds) == 1 else "C")
+    return "multi_logloss", float(np.mean(-np.log(np.maximum(proba[np.arange(len(labels)), labels], 1e-15)))), False
 
 
 def segment_seed(seed: int, start_round: int) -> int:
@@ -400,11 +413,12 @@ def fit_lightgbm(data: TrainingData, params: dict, *, num_boost_round: int, earl
         best_logloss, best_round = (min(logloss), int(np.argmin(logloss)) + 1) if logloss else (np.inf, 0)
         for round_ in range(done + 1, num_boost_round + 1):
             booster.update()
-            scores = {name: value for _, name, value, _ in booster.eval_valid()}
+            scores = {name: value for _, name, value, _ in booster.eval_valid(feval=multi_logloss)}
             logloss.append(float(scores["multi_logloss"]))
             error.append(float(scores["multi_error"]))
             if record_curve:
-                train_logloss.append(float({n: v for _, n, v, _ in booster.eval_train()}["multi_logloss"]))
+                train_scores = booster.eval_train(feval=multi_logloss)
+                train_logloss.append(float({n: v for _, n, v, _ in train_scores}["multi_logloss"]))
             if logloss[-1] < best_logloss:
                 best_logloss, best_round = logloss[-1], round_
             elif early_stopping_rounds and round_ - best_round >= early_stopping_rounds:

@@ -83,6 +83,9 @@ def open_feature_set(root: Path, n_features: int | None = None) -> FeatureSet:
     return FeatureSet(root=root, features=features, segments=segments, meta=meta)
 
 
+FeatureSet._reopen = staticmethod(open_feature_set)
+
+
 # ---------------------------------------------------------------- streaming extraction
 
 def _release_pages(images: np.ndarray, start: int, stop: int) -> None:

@@ -75,6 +75,9 @@ def open_image_set(root: Path, params: ImageParams | None = None) -> ImageSet:
     return ImageSet(root=root, images=images, segments=segments, clips=clips, meta=meta)
 
 
+ImageSet._reopen = staticmethod(open_image_set)
+
+
 # ---------------------------------------------------------------- computing images
 
 @dataclass(frozen=True)

@@ -21,7 +21,12 @@
   rounds, a survivor continues its previous fit (warm start) instead of being refitted.
 * Configurations run in parallel over cores with joblib threads (LightGBM releases the GIL, and
   threads share the one binned Dataset), or on a Dask cluster through joblib's Dask backend
-  when a scheduler address is given.
+  when a scheduler address is given (or ``GENRESTUDY_SCHEDULER`` is set: :mod:`genrestudy.cluster`).
+  Each fit gets the cores left to it (:func:`threads_per_fit`): one when fits fill the cores,
+  all of a machine's or worker's when a late halving rung has few survivors. The thread count
+  changes no tree and no score (the validation logloss is summed in a fixed order,
+  :func:`genrestudy.classifiers.multi_logloss`), so a search's result does not depend on where
+  it ran.
 """
 from __future__ import annotations
 
@@ -37,6 +42,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 from sklearn.model_selection import ParameterGrid, ParameterSampler
+from . import cluster
 from .classifiers import BoostingState, TrainingData, fit_lightgbm
 from .progress import progress_bar
 
@@ -167,10 +173,25 @@ def _evaluate_one(data: TrainingData, candidate: int, params: dict, num_boost_ro
                        n_rows=n_rows, seed=seed, num_threads=num_threads, resume=resume, keep_state=keep_state)
     row = {"candidate": candidate, **params, "num_boost_round": num_boost_round, "start_round": fit.start_round,
            "n_rows": fit.n_rows, "best_iteration": fit.best_iteration, "valid_accuracy": fit.valid_accuracy,
-           "valid_logloss": fit.valid_logloss, "fit_seconds": fit.fit_seconds}
+           "valid_logloss": fit.valid_logloss, "fit_seconds": fit.fit_seconds, "num_threads": num_threads}
     if keep_state:
         row["state"] = fit.state
     return row
+
+
+def threads_per_fit(n_fits: int, n_slots: int, cores: int, *, n_machines: int = 1) -> int:
+    """LightGBM threads of each of ``n_fits`` fits run ``n_slots`` at a time on ``n_machines``
+    machines (or Dask workers) of ``cores`` cores each: the cores shared among the fits that run
+    at once on one machine, at least one. Many fits: one thread each, the fits side by side (a
+    fit's threads scale poorly on small data); few (a late halving rung): each fit gets its share
+    of the idle cores instead of one.
+
+    >>> threads_per_fit(729, 16, 16), threads_per_fit(3, 16, 16), threads_per_fit(27, 128, 16, n_machines=8)
+    (1, 5, 4)
+    """
+    at_once = max(1, min(int(n_fits), int(n_slots)))
+    per_machine = math.ceil(at_once / max(1, int(n_machines)))
+    return max(1, int(cores) // per_machine)
 
 
 def evaluate_candidates(data: TrainingData, candidates: list[dict], *, num_boost_round: int,
@@ -189,11 +210,13 @@ def evaluate_candidates(data: TrainingData, candidates: list[dict], *, num_boost
     num_boost_round, early_stopping_rounds, n_rows, seed
         See :func:`genrestudy.classifiers.fit_lightgbm`.
     n_jobs : int
-        Configurations trained side by side (local threads, one LightGBM thread each), or the
-        number of concurrent tasks on a Dask cluster (-1: as many as joblib allows).
+        Configurations trained side by side (local threads), or the number of concurrent tasks
+        on a Dask cluster (-1: all cores, or all the cluster's threads). Each fit's LightGBM
+        threads: :func:`threads_per_fit` (recorded in the ``num_threads`` column).
     scheduler_address : str, optional
         ``tcp://host:port`` of a ``dask.distributed`` scheduler: the fits run on its workers
-        through joblib's Dask backend (each worker bins the data once).
+        through joblib's Dask backend (each worker bins the data once). None: the address in
+        ``GENRESTUDY_SCHEDULER``, if any (:func:`genrestudy.cluster.scheduler_address`).
     indices : list of int, optional
         Candidate numbers to report (default ``0..len(candidates)-1``).
     resume : list of BoostingState or None, optional
@@ -207,23 +230,26 @@ def evaluate_candidates(data: TrainingData, candidates: list[dict], *, num_boost
     resume = [None] * len(candidates) if resume is None else list(resume)
     if len(resume) != len(candidates):
         raise ValueError(f"resume has {len(resume)} states for {len(candidates)} candidates")
-    local_cores = os.cpu_count() or 1
-    n_workers = local_cores if n_jobs == -1 else max(1, n_jobs)
-    # one LightGBM thread per fit when fits share the cores; a lone fit may use them all
-    num_threads = 1 if (scheduler_address or n_workers > 1) else local_cores
-    if not scheduler_address:
-        data.datasets()  # bin before the threads start, so no fit waits on another's binning
-    tasks = (joblib.delayed(_evaluate_one)(data, i, p, num_boost_round, early_stopping_rounds, n_rows, seed,
-                                           num_threads, r, keep_state) for i, p, r in zip(indices, candidates, resume))
+    scheduler_address = cluster.scheduler_address(scheduler_address)
     with ExitStack() as stack:
         if scheduler_address:
-            from distributed import Client
-
-            client = stack.enter_context(Client(scheduler_address, set_as_default=False))
+            client = stack.enter_context(cluster.connect(scheduler_address))
+            threads = client.nthreads()  # {worker: threads}
+            if not threads:
+                raise cluster.ClusterError(f"the Dask scheduler at {scheduler_address} has no workers")
+            slots = sum(threads.values()) if n_jobs == -1 else max(1, n_jobs)
+            num_threads = threads_per_fit(len(candidates), slots, min(threads.values()), n_machines=len(threads))
             stack.enter_context(joblib.parallel_config(backend="dask", client=client, scatter=[data]))
             parallel = joblib.Parallel(n_jobs=n_jobs, return_as="generator_unordered")
         else:
+            local_cores = os.cpu_count() or 1
+            n_workers = local_cores if n_jobs == -1 else max(1, n_jobs)
+            num_threads = threads_per_fit(len(candidates), n_workers, local_cores)
+            data.datasets()  # bin before the threads start, so no fit waits on another's binning
             parallel = joblib.Parallel(n_jobs=n_workers, prefer="threads", return_as="generator_unordered")
+        tasks = (joblib.delayed(_evaluate_one)(data, i, p, num_boost_round, early_stopping_rounds, n_rows, seed,
+                                               num_threads, r, keep_state)
+                 for i, p, r in zip(indices, candidates, resume))
         rows = list(progress_bar(parallel(tasks), total=len(candidates), desc=desc, enabled=progress, leave=False))
     frame = pd.DataFrame(rows).sort_values("candidate", kind="stable").reset_index(drop=True)
     return frame

@@ -89,9 +89,20 @@ class LabelledSegments:
 
     segments: pd.DataFrame
     meta: dict
+    #: ``open_*(root)`` of the subclass's complete cache entry (set beside each opener)
+    _reopen = None
 
     def __len__(self) -> int:
         return len(self.segments)
+
+    def __reduce_ex__(self, protocol):
+        # a set held in a complete cache entry travels by its path, so that a task in another
+        # process (a Dask worker on a shared file system) maps the array there instead of
+        # receiving a copy of it; one built in memory travels whole
+        root = getattr(self, "root", None)
+        if type(self)._reopen is not None and isinstance(root, Path) and cache.is_complete(root):
+            return type(self)._reopen, (root,)
+        return super().__reduce_ex__(protocol)
 
     @property
     def classes(self) -> list[str]:

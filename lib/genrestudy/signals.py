@@ -316,6 +316,9 @@ def open_segment_features(root: Path) -> SegmentFeatures:
     return SegmentFeatures(root=root, values=values, segments=segments, meta=meta)
 
 
+SegmentFeatures._reopen = staticmethod(open_segment_features)
+
+
 def _build_features(signal_set: SignalSet, compute: Callable, name: str, params: dict, entry: Path, *,
                     n_jobs: int) -> dict:
     first_row, _ = signal_set.usable_rows()[0]

@@ -10,8 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from . import cluster
 from .evaluation import METRICS, score_with_ci  # noqa: F401  (Table 7's metrics, scored with intervals)
-from .methods import StudyData, registered, run_method
+from .methods import StudyData, is_cached, method_of, registered, run_method
 from .progress import progress_bar
 from .reports import restated_source
 
@@ -28,6 +29,40 @@ def run_methods(data: StudyData, split, methods=None, *, progress: bool = True) 
         run = run_method(method, data, split)
         runs[run.key] = run
     return runs
+
+
+def _run_on_worker(data: StudyData, method, split):
+    return run_method(method, data, split)
+
+
+def run_protocols(data: StudyData, splits: dict, methods=None, *, scheduler_address: str | None = None,
+                  progress: bool = True) -> dict:
+    """``{protocol: {key: MethodRun}}``: :func:`run_methods` under every split of ``splits``
+    (``{protocol: split}``).
+
+    With a Dask scheduler (``scheduler_address``, else ``$GENRESTUDY_SCHEDULER``;
+    :func:`genrestudy.cluster.scheduler_address`) every method run not yet cached is a task on
+    the cluster, all protocols at once; the inputs they need are built here first, and the
+    workers read them from the shared cache (:mod:`genrestudy.cluster`). The runs are the same
+    wherever they ran: the same cached entries, keyed by the same inputs.
+    """
+    methods = list(methods) if methods is not None else registered(data.inputs)
+    address = cluster.scheduler_address(scheduler_address)
+    done = {}
+    if address is not None:
+        todo = [(p, m) for p, split in splits.items() for m in methods if not is_cached(m, data, split)]
+        if todo:
+            remote = cluster.map_ordered(_run_on_worker, [(method_of(m), splits[p]) for p, m in todo], address,
+                                         shared=(data,), desc="method runs", progress=progress)
+            done = dict(zip(todo, remote))
+    out = {}
+    for protocol, split in splits.items():
+        runs = {}
+        for method in methods:
+            run = done[(protocol, method)] if (protocol, method) in done else run_method(method, data, split)
+            runs[run.key] = run
+        out[protocol] = runs
+    return out
 
 
 def protocol_rows(data: StudyData, split, *, protocol: str, methods=None, runs: dict | None = None,

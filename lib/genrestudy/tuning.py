@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 _CACHE_KIND = "searches"
 # Bump when a change in the search code changes what a cached search holds.
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2  # 2: logloss summed in a fixed order; num_threads in the trace
 #: settings of :func:`genrestudy.search.run_search` that change speed only, never the result
 _SPEED_ONLY = ("n_jobs", "scheduler_address", "progress")
 

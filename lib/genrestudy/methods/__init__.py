@@ -20,7 +20,7 @@ subclass; importing this package registers the study's own methods:
 cache) and predicts its test part; :mod:`genrestudy.table7` scores every registered method.
 """
 from .base import INPUTS, REGISTRY, Method, Part, StudyData, register, registered, starting_weights, unregister  # noqa: F401
-from .run import MethodRun, method_of, run_method  # noqa: F401
+from .run import MethodRun, is_cached, method_of, run_method  # noqa: F401
 from . import hybrid, end_to_end  # noqa: F401,E402  (registration, in Table 7's row order)
 from . import knn  # noqa: F401,E402  (neighbouring study 1, after the paper's five)
 from . import six_networks  # noqa: F401,E402  (neighbouring study 2: six small networks, CGAN augmentation)

@@ -72,6 +72,10 @@ class StudyData:
     other_feature_sets: dict = field(default_factory=dict, repr=False)
     musicnn_sets: dict = field(default_factory=dict, repr=False)  # musicnn's embeddings per tagger, on first use
 
+    def __getstate__(self) -> dict:
+        # sent to a Dask worker: the sets travel by their cache paths, not the arrays read from them
+        return {**self.__dict__, "_features": None, "_spectral": None}
+
     @property
     def classes(self) -> list[str]:
         return self.image_set.classes

@@ -60,6 +60,13 @@ def run_key(method: Method, data: StudyData, split) -> str:
                            data.input_keys(method.needs), list(data.classes), np.asarray(split).tolist())
 
 
+def is_cached(method, data: StudyData, split, *, cache_root=None) -> bool:
+    """Whether ``method``'s predictions under ``split`` are in the cache (building the inputs it
+    needs, as :func:`run_method` would, so that tasks elsewhere find them made)."""
+    key = run_key(method_of(method)(data.inputs), data, split)
+    return cache.is_complete(cache.entry_dir(_CACHE_KIND, key, cache_root))
+
+
 def run_method(method, data: StudyData, split, *, cache_root=None) -> MethodRun:
     """Fit ``method`` (a registered key or class) on ``split``'s train/valid parts and predict its test part.
 
