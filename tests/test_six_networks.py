@@ -161,7 +161,7 @@ def trained(tmp_path_factory):
 
 def test_the_six_networks_register_after_the_knn_methods_and_run_in_table7(trained):
     keys = [m.key for m in methods.registered()]
-    assert keys.index("net1_mlp") > keys.index("spectral_knn_ga") and [k for k in keys if k in KEYS] == KEYS
+    assert keys.index("net1_mlp") > keys.index("spectral_knn") and [k for k in keys if k in KEYS] == KEYS
     assert "sequences" in methods.INPUTS and "sequences" in trained["data"].input_keys(("sequences",))
     assert trained["rows"]["key"].tolist() == [k for k in KEYS for _ in range(2)]
     details = trained["details"].set_index("key")
