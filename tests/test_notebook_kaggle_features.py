@@ -39,7 +39,7 @@ def test_notebook03_runs_on_a_kaggle_features_table(study_dirs, tmp_path):
     papermill.execute_notebook(
         str(notebook), str(tmp_path / "03_out.ipynb"), cwd=str(notebook.parent), progress_bar=False,
         parameters={"features_source": str(table), "protocol": "track", "budget": 3, "num_boost_round": 8,
-                    "retrain_rounds": 15, "seeds": [0], "n_jobs": 1})
+                    "retrain_rounds": 8, "seeds": [0], "n_jobs": 1})
 
     results, figures = study_dirs["results"], study_dirs["figures"]
     for name in ("table03_random_search_best", "table04_grid_search_best", "table05_06_retrained",
