@@ -130,13 +130,31 @@ def test_batch_norm_momentum_is_a_grid_setting_that_reaches_the_layers_and_the_c
 
 
 def test_the_choice_is_on_validation_and_never_a_diverged_run():
-    def result(acc, lr):
-        trained = type("T", (), {"meta": {"training": {"valid_accuracy": acc}}})()
-        return st.ConfigResult("net1", {"learning_rate": lr}, trained)
+    # real training (Net1 on separable summary vectors): one learning rate learns, one diverges
+    from types import SimpleNamespace
 
-    assert st.choose([result(0.5, 1), result(float("nan"), 2), result(0.7, 3), result(0.7, 4)]).config["learning_rate"] == 3
+    rng = np.random.default_rng(0)
+
+    def part(n):
+        y = np.arange(n) % 3
+        return (rng.normal(size=(n, 8)) + 3 * np.eye(3, 8)[y]).astype(np.float32), y
+
+    (xt, yt), (xv, yv) = part(60), part(30)
+    nd = st.NetData("net1", xt, yt, xv, yv, key={})
+    results = []
+    for lr in (1e30, 0.01, 1e-9):
+        config = {"optimiser": "adam", "learning_rate": lr, "epochs": 6, "batch_size": 16, "early_stopping": None}
+        model, _, record = st.fit_config("net1", config, nd, n_classes=3, image_size=16, seed=0)
+        results.append(st.ConfigResult("net1", config, SimpleNamespace(meta={"training": record})))
+        if record["diverged"]:
+            assert np.isnan(record["valid_accuracy"])
+        else:  # the recorded accuracy is the kept weights' on the validation rows
+            assert record["valid_accuracy"] == pytest.approx((model.predict(xv, verbose=0).argmax(1) == yv).mean())
+    assert results[0].record["diverged"] and not results[1].record["diverged"]
+    chosen = st.choose(results)
+    assert chosen.config["learning_rate"] == 0.01 and chosen.valid_accuracy > results[2].valid_accuracy
     with pytest.raises(ValueError, match="every configuration of net1 diverged"):
-        st.choose([result(float("nan"), 1)])
+        st.choose([results[0]])
     assert st.subset_rows(np.arange(100), 10, seed=0).tolist() == sorted(st.subset_rows(np.arange(100), 10, seed=0))
     assert len(st.subset_rows(np.arange(5), None, seed=0)) == 5
 
