@@ -87,21 +87,9 @@ def efficiency_table(*, end_to_end_fit: dict, lightgbm_fit: dict, extraction: di
     if gpu["extraction"] is not None:
         rows.append(("feature extraction peak GPU memory", "MB", nan, gpu["extraction"], nan, nan,
                      "the Keras backend's allocator peak in the step's process", ext_only))
-    labels = {"batch1": "prediction time per sample, batch of 1", "batched": "prediction time per sample, batched",
-              "file": "audio file to genre, per file"}
-    for kind, label in labels.items():
-        a, b = latencies[("end_to_end", kind)], latencies[("hybrid", kind)]
-        how = (f"{settings['latency']}; batch of {a['batch_size']}, {a['repeats']} timed repeats after warm-up"
-               if kind != "file" else f"decode, mel images, predict, vote; {a['repeats']} timed repeats after warm-up"
-               + ("; UNLIKE, no ratio: " + settings["latency"] if "UNLIKE" in settings["latency"] else ""))
-        latency_flags = (reduced["end_to_end_fit"], False)
-        paper_e2e = paper["predict_seconds_per_sample"]["end_to_end"] if kind == "batched" else nan
-        paper_hyb = paper["predict_seconds_per_sample"]["hybrid"] if kind == "batched" else nan
-        rows.append((f"{label} (median)", "s", a["median_s"], b["median_s"], paper_e2e, paper_hyb,
-                     how + ("; the paper does not state its batch size" if kind == "batched" else ""), latency_flags))
-        rows.append((f"{label} (interquartile range)", "s", a["iqr_s"], b["iqr_s"], nan, nan, how, latency_flags))
-        unlike.update({f"{label} (median)": "UNLIKE" in settings["latency"],
-                       f"{label} (interquartile range)": "UNLIKE" in settings["latency"]})
+    latency_rows, latency_unlike = _latency_rows(latencies, settings, flags=(reduced["end_to_end_fit"], False))
+    rows += latency_rows
+    unlike.update(latency_unlike)
     frame = pd.DataFrame([row[:-1] + row[-1] for row in rows],
                          columns=["measure", "unit", "end_to_end", "hybrid", "paper_end_to_end", "paper_hybrid",
                                   "how", "end_to_end_reduced", "hybrid_reduced"])
@@ -114,6 +102,29 @@ def efficiency_table(*, end_to_end_fit: dict, lightgbm_fit: dict, extraction: di
     frame["like_for_like"] = like
     frame["hardware"] = hardware
     return frame
+
+
+def _latency_rows(latencies: dict, settings: dict, *, flags: tuple) -> tuple[list, dict]:
+    """Table 8's latency rows (median and interquartile range per kind), and which compare unlike
+    networks (the latency line says ``UNLIKE``). ``flags``: the rows' reduced flags (the end-to-end
+    network timed is the one the fit trained)."""
+    paper, nan = PAPER_TABLE8, float("nan")
+    unlike_sizes = "UNLIKE" in settings["latency"]
+    rows, unlike = [], {}
+    labels = {"batch1": "prediction time per sample, batch of 1", "batched": "prediction time per sample, batched",
+              "file": "audio file to genre, per file"}
+    for kind, label in labels.items():
+        a, b = latencies[("end_to_end", kind)], latencies[("hybrid", kind)]
+        how = (f"{settings['latency']}; batch of {a['batch_size']}, {a['repeats']} timed repeats after warm-up"
+               if kind != "file" else f"decode, mel images, predict, vote; {a['repeats']} timed repeats after warm-up"
+               + ("; UNLIKE, no ratio: " + settings["latency"] if unlike_sizes else ""))
+        paper_e2e = paper["predict_seconds_per_sample"]["end_to_end"] if kind == "batched" else nan
+        paper_hyb = paper["predict_seconds_per_sample"]["hybrid"] if kind == "batched" else nan
+        rows.append((f"{label} (median)", "s", a["median_s"], b["median_s"], paper_e2e, paper_hyb,
+                     how + ("; the paper does not state its batch size" if kind == "batched" else ""), flags))
+        rows.append((f"{label} (interquartile range)", "s", a["iqr_s"], b["iqr_s"], nan, nan, how, flags))
+        unlike.update({f"{label} (median)": unlike_sizes, f"{label} (interquartile range)": unlike_sizes})
+    return rows, unlike
 
 
 def measurement_notes(measured: dict, *, settings, n_images: int, lightgbm_rounds: int, extract_batch_size: int,
