@@ -116,6 +116,7 @@ def test_retrained_rows_differ_from_the_selected_by_their_seed_only(monkeypatch)
     assert demo.retrain_rounds == demo.num_boost_round
     with pytest.raises(ValueError, match="retrain_rounds=100 differs from num_boost_round=20"):
         demo.with_(retrain_rounds=100)
+    assert demo.with_(num_boost_round=50).retrain_rounds == 50  # a new round cap carries the retrain along
     selected, retrained = (methods.REGISTRY[key](INPUTS).settings() for key in ("hybrid_grid", "retrained_grid"))
     differing = {name for name in {*selected, *retrained} if selected.get(name) != retrained.get(name)}
     assert differing == {"retrain_rounds", "retrain_seed"}

@@ -153,7 +153,10 @@ class StudyInputs:
         return cls(**{**given, **overrides})
 
     def with_(self, **changes) -> "StudyInputs":
-        """A copy with ``changes`` (e.g. another protocol)."""
+        """A copy with ``changes`` (e.g. another protocol); a new ``num_boost_round`` carries the
+        retrained winners' rounds along (they must be equal) unless ``retrain_rounds`` is given too."""
+        if "num_boost_round" in changes:
+            changes.setdefault("retrain_rounds", None)
         return replace(self, **changes)
 
     def as_dict(self) -> dict:
