@@ -380,12 +380,31 @@ def test_training_refuses_a_split_without_validation(tiny):
 
 
 @pytest.mark.slow  # shares one tiny two-phase training run (~30 s)
-def test_evaluation_scores_the_test_split_once(tiny):
-    out = endtoend.evaluate(tiny["result"], tiny["image_set"], tiny["split"], batch_size=4, progress=False)
-    assert len(out["rows"]) == 9 and out["proba"].shape == (9, 3)
-    assert set(out["scores"]) >= {"accuracy", "f1_weighted", "track_accuracy"}
-    assert 0.0 <= out["scores"]["accuracy"] <= 1.0 and out["seconds_per_image"] > 0
+def test_evaluation_scores_the_test_split_once(tiny, monkeypatch):
+    import pandas as pd
+    from sklearn.metrics import accuracy_score, f1_score
+
+    from genrestudy import training
+
+    calls = []
+    original = training.predict_rows
+    monkeypatch.setattr(training, "predict_rows", lambda model, image_set, rows, **kw: calls.append(list(rows))
+                        or original(model, image_set, rows, **kw))
+    image_set, split = tiny["image_set"], np.asarray(tiny["split"])
+    out = endtoend.evaluate(tiny["result"], image_set, split, batch_size=4, progress=False)
+    test_rows = np.flatnonzero(split == "test")
+    assert calls == [test_rows.tolist()]  # one prediction pass, over the test rows only
+    assert out["rows"].tolist() == test_rows.tolist() and out["proba"].shape == (9, 3)
+    truth = image_set.labels[test_rows]
     np.testing.assert_array_equal(out["y_pred"], out["proba"].argmax(axis=1))
+    assert out["scores"]["accuracy"] == pytest.approx(accuracy_score(truth, out["y_pred"]))
+    assert out["scores"]["f1_weighted"] == pytest.approx(
+        f1_score(truth, out["y_pred"], average="weighted", labels=[0, 1, 2], zero_division=0))
+    tracks = pd.DataFrame(out["proba"]).groupby(image_set.segments["track_id"].to_numpy()[test_rows])
+    track_truth = pd.Series(truth).groupby(image_set.segments["track_id"].to_numpy()[test_rows]).first()
+    assert out["scores"]["track_accuracy"] == pytest.approx(
+        (tracks.mean().to_numpy().argmax(1) == track_truth.to_numpy()).mean())
+    assert out["seconds_per_image"] > 0
 
 
 # ---------------------------------------------------------------- model files

@@ -109,6 +109,25 @@ def test_retrained_row_is_another_model_than_the_search_winner(study_dirs):
         INPUTS.with_(retrain_seed=0)
 
 
+def test_retrained_rows_differ_from_the_selected_by_their_seed_only(monkeypatch):
+    # defect: the demo retrained at 100 rounds what its searches capped at 20, so a retrained row
+    # differed from its selected row by the round cap as well as the seed
+    demo = study.StudyInputs()
+    assert demo.retrain_rounds == demo.num_boost_round
+    with pytest.raises(ValueError, match="retrain_rounds=100 differs from num_boost_round=20"):
+        demo.with_(retrain_rounds=100)
+    assert demo.with_(num_boost_round=50).retrain_rounds == 50  # a new round cap carries the retrain along
+    selected, retrained = (methods.REGISTRY[key](INPUTS).settings() for key in ("hybrid_grid", "retrained_grid"))
+    differing = {name for name in {*selected, *retrained} if selected.get(name) != retrained.get(name)}
+    assert differing == {"retrain_rounds", "retrain_seed"}
+    assert retrained["retrain_rounds"] == selected["num_boost_round"]
+    calls = []
+    monkeypatch.setattr(tuning, "retrain_winner", lambda data, result, **kw: calls.append(kw))
+    methods.hybrid.retrain(None, None, INPUTS)
+    assert calls == [{"num_boost_round": INPUTS.num_boost_round, "seed": INPUTS.retrain_seed,
+                      "early_stopping_rounds": INPUTS.early_stopping_rounds}]
+
+
 def test_a_search_runs_once_whichever_notebook_asks(study_dirs, monkeypatch):
     # defect: the results notebook re-ran notebook 03's searches
     data, split = _study_data()

@@ -39,7 +39,7 @@ def test_notebook03_runs_on_a_kaggle_features_table(study_dirs, tmp_path):
     papermill.execute_notebook(
         str(notebook), str(tmp_path / "03_out.ipynb"), cwd=str(notebook.parent), progress_bar=False,
         parameters={"features_source": str(table), "protocol": "track", "budget": 3, "num_boost_round": 8,
-                    "retrain_rounds": 15, "seeds": [0], "n_jobs": 1})
+                    "retrain_rounds": 8, "seeds": [0], "n_jobs": 1, "random_learning_rate": "uniform"})
 
     results, figures = study_dirs["results"], study_dirs["figures"]
     for name in ("table03_random_search_best", "table04_grid_search_best", "table05_06_retrained",
@@ -55,5 +55,12 @@ def test_notebook03_runs_on_a_kaggle_features_table(study_dirs, tmp_path):
     # 10 genres: chance is 10 %; the genres' feature means differ, so the winners do far better
     assert (retrained["test_accuracy"] > 0.5).all(), retrained
     assert set(pd.read_csv(results / "table_per_genre_lightgbm.csv")["genre"]) == set(GENRES)
+    # the notebook's learning-rate distribution reaches its Random Search (not only its text)
+    from genrestudy import cache, search
+
+    metas = [cache.read_meta(entry) for entry in (study_dirs["cache"] / "searches").iterdir() if entry.is_dir()]
+    randoms = [m for m in metas if m["method"] == "random"]
+    assert randoms and all(m["settings"]["random_learning_rate"] == "uniform" for m in randoms)
+    assert "uniform" in search.LEARNING_RATE_DISTRIBUTIONS
     # no hybrid model without notebook 02's backbone: nothing written under data/models
     assert not (study_dirs["data"] / "models").exists()

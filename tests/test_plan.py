@@ -89,9 +89,32 @@ def test_a_notebook_the_plan_does_not_know_gets_a_line(tmp_path, monkeypatch):
     assert not new.known and "knows nothing about this notebook" in new.lines[0]
 
 
-def test_measured_unit_costs_are_positive():
-    assert plan._measure_mel_image() > 0
-    assert plan._measure_boosting_round(300, rounds=2) > 0
+def test_measured_unit_costs_are_per_image_and_per_round_at_the_planned_size(monkeypatch):
+    import time
+    from types import SimpleNamespace
+
+    from genrestudy import classifiers, images
+
+    # a mel image that takes 20 ms each: the measure is per image, its warm-up call not counted
+    calls = []
+
+    def slow_images(signal, params):
+        calls.append(len(signal))
+        time.sleep(0.02 * len(signal))
+    monkeypatch.setattr(images, "segment_images", slow_images)
+    per_image = plan._measure_mel_image()
+    assert calls == [1, 10] and 0.02 <= per_image < 0.04
+    # a boosting fit of 5 ms per round on the rows it was given: per round, scaled to the planned rows
+    fitted = []
+
+    def fake_fit(data, params, *, num_boost_round, **kw):
+        fitted.append(len(data.y_train))
+        return SimpleNamespace(fit_seconds=0.005 * num_boost_round * len(data.y_train) / 1000)
+    monkeypatch.setattr(classifiers, "fit_lightgbm", fake_fit)
+    monkeypatch.setattr(classifiers.TrainingData, "datasets", lambda self: None)
+    assert plan._measure_boosting_round(1000, rounds=4) == pytest.approx(0.005)
+    assert plan._measure_boosting_round(16000, rounds=4) == pytest.approx(0.005 * 16)  # measured on 8000, scaled
+    assert fitted == [1000, 8000]
 
 
 def test_command_line(study_dirs, monkeypatch, capsys):

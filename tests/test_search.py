@@ -226,20 +226,6 @@ def test_each_learning_rate_distribution_has_its_own_cached_search(data, tmp_pat
     assert len([p for p in (tmp_path / "searches").iterdir() if p.is_dir()]) == 3
 
 
-def test_notebook_03_states_and_uses_its_learning_rate_distribution():
-    import json
-
-    from genrestudy import paths, profiles
-
-    path = paths.project_root() / "notebooks" / "03_tune_lightgbm.ipynb"
-    assert profiles.notebook_defaults(str(path))["random_learning_rate"] in search.LEARNING_RATE_DISTRIBUTIONS
-    cells = json.loads(path.read_text())["cells"]
-    code = "".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
-    markdown = "".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
-    assert "random_learning_rate=random_learning_rate" in code and "spaces_table(learning_rate=random_learning_rate)" in code
-    assert "random_learning_rate" in markdown and '"uniform"' in markdown
-
-
 # ---------------------------------------------------------------- progress in executed notebooks
 
 def test_executed_copies_get_one_line_per_step_instead_of_a_bar(data, monkeypatch, capsys):

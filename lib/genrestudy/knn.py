@@ -125,7 +125,8 @@ class KChoice:
         The GA's settings; ``seed`` its seed.
     history : pd.DataFrame
         Plain: ``k``, ``valid_accuracy``. GA: per generation ``generation``, ``best``,
-        ``mean`` (fitness of the population), ``best_k``, ``evaluations``, ``distinct_k``.
+        ``mean`` (fitness of the population), ``best_k``, ``evaluations``, ``distinct_k``,
+        ``population_k`` (the generation's k, the elite copies first; None for code 0000).
     """
 
     method: str

@@ -155,7 +155,7 @@ def _lightgbm_searches(work: NotebookWork, ledger: SearchLedger, p: dict, protoc
             else:
                 reused += 1
     refits = 2 * len(seeds) * int(p["num_boost_round"])
-    retrains = 2 * int(p["retrain_rounds"])
+    retrains = 2 * int(p["retrain_rounds"] or p["num_boost_round"])  # None: the search's round cap
     work.add("boosting_round", rounds + refits + retrains, parallel=True)
     work.lines.append(f"protocol {protocol}: {2 * len(seeds) - reused} searches ({p['search_mode']}, "
                       f"{n_candidates('grid', p['budget'])} grid points / {p['budget']} random draws, "

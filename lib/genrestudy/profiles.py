@@ -30,7 +30,7 @@ from . import paths
 #: the paper profile's study inputs (every notebook that has the parameter gets it)
 PAPER_INPUTS = {"data": "gtzan", "weights": "imagenet", "profile": "paper", "protocol": "paper",
                 "search_mode": "halving", "budget": 6561, "num_boost_round": 2000, "early_stopping_rounds": 50,
-                "retrain_rounds": 2000, "seeds": [0, 1, 2, 3, 4],
+                "seeds": [0, 1, 2, 3, 4],  # retrain_rounds: num_boost_round's (StudyInputs)
                 # neighbouring study 3 (notebook 07; its methods in Table 7): every backbone, the source's grid
                 "compared_backbones": ["ResNet50", "DenseNet201", "EfficientNetB0", "EfficientNetB6", "EfficientNetB7",
                                        "Xception", "MobileNetV2", "MSD_musicnn", "MTT_musicnn"],
@@ -58,7 +58,7 @@ PROFILES = {"demo": ({}, {}), "paper": (PAPER_INPUTS, PAPER_NOTEBOOKS)}
 #: a few fits of a few rounds, one epoch of each end-to-end phase at the demo's training profile
 #: (64 px), a few GA runs and resamples. Its numbers mean nothing; what it made is stamped with
 #: the data it read.
-SMOKE_INPUTS = {"budget": 6, "num_boost_round": 9, "early_stopping_rounds": 3, "retrain_rounds": 9, "seeds": [0, 1],
+SMOKE_INPUTS = {"budget": 6, "num_boost_round": 9, "early_stopping_rounds": 3, "seeds": [0, 1],
                 "profile": "demo",
                 # notebook 07 and its Table 7 rows: one small backbone at one small input size, two heads
                 "compared_backbones": ["MobileNetV2"], "compared_input_sizes": [96], "head_batch_sizes": [32],

@@ -38,9 +38,15 @@ OPTIMISERS = {"net1": ("adam", "rmsprop"), "net2": ("adam", "rmsprop"), "net3": 
               "net5": ("adam", "rmsprop"), "net6": ("adam", "rmsprop")}
 #: networks trained for a fixed number of epochs (the others stop early on the validation loss)
 FIXED_EPOCHS = ("net1", "net2", "net3", "net4")
+#: networks with batch normalisation after every convolution
+BATCH_NORM = ("net3", "net4")
 LSTM_DROPOUT, LSTM_UNITS, PATIENCE = 0.3, 128, 7
-#: batch-norm moving-average momentum: Keras' 0.99 needs hundreds of steps to forget its initial
-#: statistics, more than the demo runs (its Net3/4 then score chance); 0.9 forgets in tens
+#: batch-norm moving-average momentum (the source does not state one; Keras' default is 0.99).
+#: The moving statistics keep momentum**n of their initial values after n steps: at 0.99 that is
+#: still 0.99**100 ≈ 37 % after 100 steps, at 0.9 it is 0.9**30 ≈ 4 % after 30, so with the
+#: demo's few steps 0.9 at least evaluates with statistics of the data. It does not make the demo's
+#: Net3/4 learn: their scores (notebook 06's table) can stay near chance. ``Grid.bn_momentum``
+#: switches it (docs/DEVIATIONS.md).
 BN_MOMENTUM = 0.9
 
 
@@ -66,6 +72,9 @@ class Grid:
         Epochs of the conditional GANs.
     reduced : bool
         The grid is smaller than the source's (tables say so).
+    bn_momentum : float
+        Batch-norm momentum of Net3/4 (:data:`BN_MOMENTUM`; Keras' own default is 0.99); part
+        of their configurations, so of their cache keys.
     """
 
     image_size: int
@@ -77,6 +86,7 @@ class Grid:
     cgan_epochs: int
     reduced: bool
     optimisers: dict | None = field(default=None)
+    bn_momentum: float = BN_MOMENTUM
 
     def optimisers_of(self, net: str) -> tuple[str, ...]:
         return tuple((self.optimisers or {}).get(net, OPTIMISERS[net]))
@@ -84,8 +94,9 @@ class Grid:
     def configs(self, net: str) -> list[dict]:
         """The configurations of ``net``: optimiser × learning rate × epochs (one epoch budget for Net5/6)."""
         epochs = self.epochs if net in FIXED_EPOCHS else (self.max_epochs,)
+        batch_norm = {"bn_momentum": float(self.bn_momentum)} if net in BATCH_NORM else {}
         return [{"optimiser": o, "learning_rate": float(lr), "epochs": int(e), "batch_size": self.batch_size,
-                 "early_stopping": None if net in FIXED_EPOCHS else PATIENCE}
+                 "early_stopping": None if net in FIXED_EPOCHS else PATIENCE, **batch_norm}
                 for o in self.optimisers_of(net) for e in epochs for lr in self.learning_rates]
 
     def as_dict(self) -> dict:
@@ -142,8 +153,10 @@ def build_mlp(n_features: int, n_classes: int = 10, *, mean=None, variance=None)
         layers.Dense(512, activation="relu"), layers.Dense(n_classes, activation="softmax", dtype="float32")])
 
 
-def build_cnn(image_size: int = 180, n_classes: int = 10, *, batch_norm: bool = False, name: str = "net2"):
-    """Net2 (Net3/Net4 with ``batch_norm``): the source's CNN on ``image_size``² × 3 images (0–255 in)."""
+def build_cnn(image_size: int = 180, n_classes: int = 10, *, batch_norm: bool = False, name: str = "net2",
+              bn_momentum: float = BN_MOMENTUM):
+    """Net2 (Net3/Net4 with ``batch_norm``, of momentum ``bn_momentum``): the source's CNN on
+    ``image_size``² × 3 images (0–255 in)."""
     import keras
     from keras import layers
 
@@ -151,7 +164,7 @@ def build_cnn(image_size: int = 180, n_classes: int = 10, *, batch_norm: bool = 
     for filters, pool in ((32, False), (32, True), (64, False), (128, True)):
         stack.append(layers.Conv2D(filters, 3, strides=1, padding="same", activation=None if batch_norm else "relu"))
         if batch_norm:
-            stack += [layers.BatchNormalization(momentum=BN_MOMENTUM), layers.Activation("relu")]
+            stack += [layers.BatchNormalization(momentum=bn_momentum), layers.Activation("relu")]
         if pool:
             stack.append(layers.MaxPooling2D(2))
     stack += [layers.Flatten(), layers.Dense(256, activation="relu"),
@@ -171,13 +184,14 @@ def build_lstm(frames: int, n_features: int = 40, n_classes: int = 10, *, mean=N
         layers.Dropout(LSTM_DROPOUT), layers.Dense(n_classes, activation="softmax", dtype="float32")])
 
 
-def build_network(net: str, x_train: np.ndarray | None, *, n_classes: int, image_size: int = 180):
+def build_network(net: str, x_train: np.ndarray | None, *, n_classes: int, image_size: int = 180,
+                  bn_momentum: float = BN_MOMENTUM):
     """The network ``net`` for inputs like ``x_train`` (its rows standardise the MLP's and LSTMs' input)."""
     if net not in NETWORKS:
         raise ValueError(f"unknown network {net!r}; expected one of {', '.join(NETWORKS)}")
     kind = NETWORKS[net][1]
     if kind == "images":
-        return build_cnn(image_size, n_classes, batch_norm=net in ("net3", "net4"), name=net)
+        return build_cnn(image_size, n_classes, batch_norm=net in BATCH_NORM, name=net, bn_momentum=bn_momentum)
     axes = (0,) if kind == "summary" else (0, 1)
     mean, variance = np.asarray(x_train).mean(axis=axes), np.asarray(x_train).var(axis=axes)
     if kind == "summary":

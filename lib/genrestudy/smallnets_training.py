@@ -24,7 +24,7 @@ import pandas as pd
 from . import cache, training
 from .efficiency import PeakRSS
 from .sequences import summary_vectors
-from .smallnets import NETWORKS, build_network, model_header, resize_images
+from .smallnets import BN_MOMENTUM, NETWORKS, build_network, model_header, resize_images
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,8 @@ def fit_config(net: str, config: dict, nd: NetData, *, n_classes: int, image_siz
     non-finite loss stops the run; it is recorded as diverged and never chosen.
     """
     keras.utils.set_random_seed(seed)
-    model = build_network(net, None if nd.is_feed else nd.x_train, n_classes=n_classes, image_size=image_size)
+    model = build_network(net, None if nd.is_feed else nd.x_train, n_classes=n_classes, image_size=image_size,
+                          bn_momentum=config.get("bn_momentum", BN_MOMENTUM))
     model.compile(optimizer=_optimiser(config["optimiser"], config["learning_rate"]),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     timer = training.EpochTimer()

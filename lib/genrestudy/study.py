@@ -54,9 +54,10 @@ class StudyInputs:
     search_mode, budget, num_boost_round, early_stopping_rounds
         The LightGBM searches: exhaustive or halving, fits per search, rounds per fit, patience.
     retrain_rounds, retrain_seed
-        The retrained winners (Tables 5/6, the "LightGBM (…)" rows of Table 7): rounds, and the
-        seed of their fresh fit, which must differ from the searches' so that the retrain is
-        another draw of bagging and feature sampling.
+        The retrained winners (Tables 5/6, the "LightGBM (…)" rows of Table 7): rounds (None:
+        ``num_boost_round``; any other value is refused, so that a retrained row differs from the
+        selected one by its seed only), and the seed of their fresh fit, which must differ from
+        the searches' so that the retrain is another draw of bagging and feature sampling.
     seeds : tuple of int
         Seeds of the repeated Grid-vs-Random comparison; the first is the paper-style run
         that Table 7's LightGBM rows use.
@@ -99,7 +100,7 @@ class StudyInputs:
     budget: int = 6
     num_boost_round: int = 20
     early_stopping_rounds: int | None = 10
-    retrain_rounds: int = 100
+    retrain_rounds: int | None = None
     retrain_seed: int = 1
     seeds: tuple = (0, 1)
     max_bin: int = 63
@@ -115,7 +116,12 @@ class StudyInputs:
         from .splits import PROTOCOLS
 
         object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))
+        if self.retrain_rounds is None:
+            object.__setattr__(self, "retrain_rounds", self.num_boost_round)
         problems = _backbone_comparison_problems(self)
+        if int(self.retrain_rounds) != int(self.num_boost_round):
+            problems.append(f"retrain_rounds={self.retrain_rounds} differs from num_boost_round={self.num_boost_round} "
+                            "(a retrained row must differ from the selected one by its seed only)")
         if self.random_learning_rate not in ("log-uniform", "uniform"):  # genrestudy.search.LEARNING_RATE_DISTRIBUTIONS
             problems.append(f"random_learning_rate={self.random_learning_rate!r} (expected 'log-uniform' or 'uniform')")
         if self.protocol not in PROTOCOLS:
@@ -147,7 +153,10 @@ class StudyInputs:
         return cls(**{**given, **overrides})
 
     def with_(self, **changes) -> "StudyInputs":
-        """A copy with ``changes`` (e.g. another protocol)."""
+        """A copy with ``changes`` (e.g. another protocol); a new ``num_boost_round`` carries the
+        retrained winners' rounds along (they must be equal) unless ``retrain_rounds`` is given too."""
+        if "num_boost_round" in changes:
+            changes.setdefault("retrain_rounds", None)
         return replace(self, **changes)
 
     def as_dict(self) -> dict:

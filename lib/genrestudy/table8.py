@@ -41,7 +41,11 @@ def efficiency_table(*, end_to_end_fit: dict, lightgbm_fit: dict, extraction: di
         ``{"end_to_end_fit", "lightgbm_fit", "extraction", "latency"}``: one line each on what
         was measured (sizes, epochs, reductions; :func:`measurement_notes`). A step whose line
         says ``REDUCED`` is flagged in the ``end_to_end_reduced`` / ``hybrid_reduced`` columns
-        of every row it measured (and Fig 12 marks its bars).
+        of every row it measured (and Fig 12 marks its bars); the latency rows time the
+        end-to-end network the fit trained, so they carry its flag. A latency line saying
+        ``UNLIKE`` (the two pipelines' networks ran at different input sizes) and a training
+        time whose fits saw different numbers of training samples are comparisons of unlike
+        work: their rows say so in ``how``, ``like_for_like`` is False, and they get no ratio.
     hardware : str
         :func:`genrestudy.efficiency.hardware`.
     """
@@ -55,10 +59,15 @@ def efficiency_table(*, end_to_end_fit: dict, lightgbm_fit: dict, extraction: di
     fits, ext_only = (reduced["end_to_end_fit"], reduced["lightgbm_fit"]), (False, reduced["extraction"])
     imports = "; ".join(f"{name}: {', '.join(report.get('imported') or ['nothing declared'])}"
                         for name, report in (("end-to-end", e2e), ("LightGBM", lgb)))
+    samples = (e2e["result"].get("train_images"), lgb["result"].get("train_rows"))
+    unlike_fits = None not in samples and samples[0] != samples[1]
+    unlike = {"training time (fit alone)": unlike_fits}
     rows = [
         ("training time (fit alone)", "s", e2e["result"]["seconds"], lgb["result"]["seconds"],
          paper["training_seconds"]["end_to_end"], paper["training_seconds"]["hybrid"],
-         f"end-to-end: {settings['end_to_end_fit']}; hybrid: {settings['lightgbm_fit']}", fits),
+         (f"UNLIKE, no ratio: the end-to-end fit saw {samples[0]} training images, the LightGBM fit "
+          f"{samples[1]} rows; " if unlike_fits else "")
+         + f"end-to-end: {settings['end_to_end_fit']}; hybrid: {settings['lightgbm_fit']}", fits),
         ("feature extraction time (the hybrid needs it too)", "s", nan, ext["result"]["seconds"], nan, nan,
          settings["extraction"], ext_only),
         ("peak RAM of the step's process (RSS)", "MB", e2e["peak_rss_mb"], lgb["peak_rss_mb"],
@@ -78,27 +87,44 @@ def efficiency_table(*, end_to_end_fit: dict, lightgbm_fit: dict, extraction: di
     if gpu["extraction"] is not None:
         rows.append(("feature extraction peak GPU memory", "MB", nan, gpu["extraction"], nan, nan,
                      "the Keras backend's allocator peak in the step's process", ext_only))
+    latency_rows, latency_unlike = _latency_rows(latencies, settings, flags=(reduced["end_to_end_fit"], False))
+    rows += latency_rows
+    unlike.update(latency_unlike)
+    frame = pd.DataFrame([row[:-1] + row[-1] for row in rows],
+                         columns=["measure", "unit", "end_to_end", "hybrid", "paper_end_to_end", "paper_hybrid",
+                                  "how", "end_to_end_reduced", "hybrid_reduced"])
+    # a ratio of two spreads means nothing, nor one of unlike work: those rows get none
+    spread = frame["measure"].str.contains("interquartile")
+    like = ~frame["measure"].map(unlike).fillna(False).astype(bool)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        frame.insert(4, "ratio", (frame["end_to_end"] / frame["hybrid"]).where(~spread & like))
+        frame.insert(7, "paper_ratio", frame["paper_end_to_end"] / frame["paper_hybrid"])
+    frame["like_for_like"] = like
+    frame["hardware"] = hardware
+    return frame
+
+
+def _latency_rows(latencies: dict, settings: dict, *, flags: tuple) -> tuple[list, dict]:
+    """Table 8's latency rows (median and interquartile range per kind), and which compare unlike
+    networks (the latency line says ``UNLIKE``). ``flags``: the rows' reduced flags (the end-to-end
+    network timed is the one the fit trained)."""
+    paper, nan = PAPER_TABLE8, float("nan")
+    unlike_sizes = "UNLIKE" in settings["latency"]
+    rows, unlike = [], {}
     labels = {"batch1": "prediction time per sample, batch of 1", "batched": "prediction time per sample, batched",
               "file": "audio file to genre, per file"}
     for kind, label in labels.items():
         a, b = latencies[("end_to_end", kind)], latencies[("hybrid", kind)]
         how = (f"{settings['latency']}; batch of {a['batch_size']}, {a['repeats']} timed repeats after warm-up"
-               if kind != "file" else f"decode, mel images, predict, vote; {a['repeats']} timed repeats after warm-up")
+               if kind != "file" else f"decode, mel images, predict, vote; {a['repeats']} timed repeats after warm-up"
+               + ("; UNLIKE, no ratio: " + settings["latency"] if unlike_sizes else ""))
         paper_e2e = paper["predict_seconds_per_sample"]["end_to_end"] if kind == "batched" else nan
         paper_hyb = paper["predict_seconds_per_sample"]["hybrid"] if kind == "batched" else nan
         rows.append((f"{label} (median)", "s", a["median_s"], b["median_s"], paper_e2e, paper_hyb,
-                     how + ("; the paper does not state its batch size" if kind == "batched" else ""), (False, False)))
-        rows.append((f"{label} (interquartile range)", "s", a["iqr_s"], b["iqr_s"], nan, nan, how, (False, False)))
-    frame = pd.DataFrame([row[:-1] + row[-1] for row in rows],
-                         columns=["measure", "unit", "end_to_end", "hybrid", "paper_end_to_end", "paper_hybrid",
-                                  "how", "end_to_end_reduced", "hybrid_reduced"])
-    # a ratio of two spreads means nothing: interquartile-range rows get none
-    spread = frame["measure"].str.contains("interquartile")
-    with np.errstate(divide="ignore", invalid="ignore"):
-        frame.insert(4, "ratio", (frame["end_to_end"] / frame["hybrid"]).where(~spread))
-        frame.insert(7, "paper_ratio", frame["paper_end_to_end"] / frame["paper_hybrid"])
-    frame["hardware"] = hardware
-    return frame
+                     how + ("; the paper does not state its batch size" if kind == "batched" else ""), flags))
+        rows.append((f"{label} (interquartile range)", "s", a["iqr_s"], b["iqr_s"], nan, nan, how, flags))
+        unlike.update({f"{label} (median)": unlike_sizes, f"{label} (interquartile range)": unlike_sizes})
+    return rows, unlike
 
 
 def measurement_notes(measured: dict, *, settings, n_images: int, lightgbm_rounds: int, extract_batch_size: int,
@@ -123,5 +149,6 @@ def measurement_notes(measured: dict, *, settings, n_images: int, lightgbm_round
         "extraction": f"{ext['images']} of {n_images} images, batch {extract_batch_size}, {ext['precision']}, "
                       "network build included" + (reduced if ext["images"] < n_images else ""),
         "latency": (f"{latency_images} test images; end-to-end network at {settings.input_size} px, "
-                    f"hybrid backbone at {hybrid_input_size} px"),
+                    f"hybrid backbone at {hybrid_input_size} px"
+                    + (" (UNLIKE input sizes)" if int(settings.input_size) != int(hybrid_input_size) else "")),
     }
