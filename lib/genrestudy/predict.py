@@ -27,7 +27,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from . import backbones, cache, device, features
-from .audio import AudioError, load_audio
+from .audio import AudioError, open_audio
 from .boosterfile import BoosterTextError, check_booster_text
 from .images import ImageParams, mel_images
 from .modelfile import (ModelFileError, check_payload, default_model_path, load_keras_model, model_destination,
@@ -372,6 +372,55 @@ def clip_chunks(signal: np.ndarray, params: ImageParams) -> Iterator[np.ndarray]
                                     f"{params.segment_seconds:g} s segment")
 
 
+def stream_clips(path, params: ImageParams) -> Iterator[np.ndarray]:
+    """The clips :func:`clip_chunks` cuts from a file's signal, decoded block by block
+    (:func:`genrestudy.audio.open_audio`): memory holds a block and a clip, whatever the file's length.
+
+    Raises
+    ------
+    genrestudy.audio.AudioError
+        The file cannot be decoded.
+    ClipTooShortError
+        The whole file is shorter than one segment.
+    """
+    clip = params.n_segments * params.segment_samples
+    pending, held, yielded = [], 0, False
+    for block in open_audio(path, sample_rate=params.sample_rate):
+        pending.append(block)
+        held += len(block)
+        if held < clip:
+            continue
+        joined = np.concatenate(pending) if len(pending) > 1 else pending[0]
+        whole = len(joined) // clip
+        for k in range(whole):
+            yield joined[k * clip:(k + 1) * clip]
+        yielded = True
+        pending = [joined[whole * clip:].copy()]  # a copy: the joined block is freed
+        held = len(pending[0])
+    tail = np.concatenate(pending) if pending else np.zeros(0, np.float32)
+    if not yielded:
+        yield from clip_chunks(tail, params)  # the whole file is this tail: it says when it is too short
+    elif _segments_in(len(tail), params):  # a tail after whole clips counts when it holds a segment
+        yield tail
+
+
+#: Largest peak of a segment called digitally silent: one step of 16-bit audio (-90 dBFS). A mel
+#: image is scaled to its segment's loudest bin, so silence (or dither) would still be "classified".
+SILENT_PEAK = 2.0 ** -15
+
+
+def _segments_in(n_samples: int, params: ImageParams) -> int:
+    return segment_count(n_samples, n_segments=params.n_segments, segment_samples=params.segment_samples,
+                         pad_samples=int(round(params.pad_seconds * params.sample_rate)))
+
+
+def _segments_peak(chunk: np.ndarray, params: ImageParams) -> float:
+    """Largest |sample| of the whole segments of one clip (the samples its images are made of)."""
+    k = _segments_in(len(chunk), params)
+    used = chunk[:k * params.segment_samples]
+    return float(np.abs(used).max()) if len(used) else 0.0
+
+
 _NOT_REGULAR = ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
                 (stat.S_ISBLK, "a block device"))
 
@@ -406,7 +455,8 @@ def predict_file(path, model: GenreModel) -> Prediction:
     Raises
     ------
     genrestudy.audio.AudioError
-        The file cannot be decoded, or is not a regular file (a named pipe, a device; one line).
+        The file cannot be decoded, is not a regular file (a named pipe, a device), or is digitally
+        silent (:data:`SILENT_PEAK`; one line). Any length is taken block by block (:func:`stream_clips`).
     IsADirectoryError
         It is a directory.
     genrestudy.segments.ClipTooShortError
@@ -414,8 +464,14 @@ def predict_file(path, model: GenreModel) -> Prediction:
     """
     params = model.image_params
     _check_regular_file(path)
-    signal, _ = load_audio(path, sample_rate=params.sample_rate)
-    proba = np.concatenate([model.clip_probabilities(clip) for clip in clip_chunks(signal, params)])
+    parts, peak = [], 0.0
+    for clip in stream_clips(path, params):
+        peak = max(peak, _segments_peak(clip, params))
+        parts.append(model.clip_probabilities(clip))
+    if peak <= SILENT_PEAK:
+        raise AudioError(f"digitally silent: no segment rises above {SILENT_PEAK:.1e} (one 16-bit step, "
+                         "-90 dBFS), so there is no sound to classify")
+    proba = np.concatenate(parts)
     mean = proba.mean(axis=0)
     classes = model.classes
     return Prediction(path=str(path), genre=classes[int(mean.argmax())],
