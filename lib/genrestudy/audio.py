@@ -237,8 +237,9 @@ _NATIVE_LOCK = threading.Lock()
 
 
 @contextlib.contextmanager
-def _native_messages(path: Path, capture: bool):
-    """Turn what a native decoder prints on file descriptor 2 inside the block into one logged line.
+def _native_messages(messages: list, capture: bool):
+    """Collect in ``messages`` the lines a native decoder prints on file descriptor 2 inside the block
+    (:class:`AudioStream` logs them as one line).
 
     libmpg123 (libsndfile's MP3 reader) writes warnings such as "Xing stream size off" or
     "Giving up resync" of a damaged MP3 straight to the process's stderr. Only MP3 and the
@@ -258,10 +259,7 @@ def _native_messages(path: Path, capture: bool):
             os.close(saved)
             sink.seek(0)
             text = sink.read(4096).decode("utf-8", "replace")
-            lines = list(dict.fromkeys(line.strip() for line in text.splitlines() if line.strip()))
-            if lines:
-                shown = re.sub(r"\s+", " ", "; ".join(lines))[:300]
-                log.warning("%s: the decoder reported: %s", path.name, shown)
+            messages.extend(line.strip() for line in text.splitlines() if line.strip())
 
 
 class _SampleCheck:
@@ -300,6 +298,7 @@ class AudioStream:
         self.path, self.sample_rate, self.block_frames = path, sample_rate, block_frames
         self.info: AudioInfo | None = None
         self._whole, self._expected = True, 0
+        self._messages: list[str] = []
 
     def _native_blocks(self) -> Iterator[np.ndarray]:
         """(frames × channels) float32 blocks of the file at its own rate; sets :attr:`info` first."""
@@ -313,7 +312,7 @@ class AudioStream:
             fh.seek(0)
             capture = container == "mp3"
             try:
-                with _native_messages(path, capture):
+                with _native_messages(self._messages, capture):
                     sound = sf.SoundFile(fh)
                     rate, channels = int(sound.samplerate), int(sound.channels)
                     whole = self._whole = sound.frames <= self.block_frames
@@ -326,7 +325,7 @@ class AudioStream:
                 yield first
                 while not whole and len(first):
                     try:
-                        with _native_messages(path, capture):
+                        with _native_messages(self._messages, capture):
                             first = sound.read(self.block_frames, dtype="float32", always_2d=True)
                     except Exception as exc:
                         raise AudioError(f"cannot decode after {self.info.samples / rate:.1f} s: "
@@ -336,13 +335,22 @@ class AudioStream:
         # libsndfile's MPEG reader says this of any undecodable stream; the file was opened fine
         first_reason = first_reason.replace("File does not exist or is not a regular file (possibly a pipe?).",
                                             "Format not recognised.")
-        with _native_messages(path, True):
+        with _native_messages(self._messages, True):
             data, rate = _fallback(path, first_reason)
         self.info = AudioInfo(rate, int(data.shape[1]), 0, declared)
         self._whole, self._expected = True, data.size
         yield data
 
     def __iter__(self) -> Iterator[np.ndarray]:
+        try:
+            yield from self._mono_blocks()
+        finally:
+            if self._messages:
+                shown = re.sub(r"\s+", " ", "; ".join(dict.fromkeys(self._messages)))[:300]
+                name = self.path.name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+                log.warning("%s: the decoder reported: %s", name if name.isprintable() else repr(name), shown)
+
+    def _mono_blocks(self) -> Iterator[np.ndarray]:
         check = resampler = None
         for data in self._native_blocks():
             info = self.info
