@@ -23,15 +23,19 @@ import pandas as pd
 from joblib import Parallel, delayed
 
 from . import cache
-from .audio import AudioError, describe_os_error, load_audio
+from .audio import AudioError, describe_os_error, probe_audio
 
 log = logging.getLogger(__name__)
 
 AUDIO_EXTENSIONS = (".wav", ".au", ".flac", ".ogg", ".mp3")
 
-#: Which copy of a track (same name, several formats) is kept: lossless before lossy, then
-#: this order (Kaggle's wav, flac, the original GTZAN au; ogg before mp3), then path order.
+#: Which copy of a track (same name, several formats) is kept: the complete one first (the longest
+#: decode, within :data:`SAME_LENGTH_SECONDS`), then lossless before lossy in this order (Kaggle's
+#: wav, flac, the original GTZAN au; ogg before mp3), then path order.
 FORMAT_PREFERENCE = ("wav", "flac", "au", "ogg", "mp3")
+#: Copies whose decoded lengths differ by at most this much are equally complete: MP3 and Vorbis
+#: encoders add up to about two frames (0.1 s at 22050 Hz) of padding to the same sound.
+SAME_LENGTH_SECONDS = 0.25
 
 #: Files known to be faulty in published copies of GTZAN, excluded by name with the reason.
 KNOWN_BAD_FILES = {
@@ -141,12 +145,21 @@ def _label_rows(folder: Path) -> list[dict]:
 
 
 def _probe(path: Path) -> dict:
+    """Decode a file (block by block: any length) to check it; note one that decodes shorter than its header says."""
     try:
-        _, info = load_audio(path, sample_rate=None)
+        info = probe_audio(path)
     except AudioError as exc:
         return {"status": "excluded", "reason": str(exc)}
-    return {"status": "usable", "reason": "", "duration": info.duration,
-            "sample_rate": info.sample_rate, "channels": info.channels, "samples": info.samples}
+    row = {"status": "usable", "reason": "", "duration": info.duration,
+           "sample_rate": info.sample_rate, "channels": info.channels, "samples": info.samples}
+    if info.truncated:
+        row["note"] = info.truncated
+        log.warning("%s %s", printable(str(path)), info.truncated)
+    return row
+
+
+def _add_note(row: dict, note: str) -> None:
+    row["note"] = f"{row['note']}; {note}" if row.get("note") else note
 
 
 def _check_files(files: list[dict], n_jobs: int) -> None:
@@ -162,19 +175,27 @@ def _check_files(files: list[dict], n_jobs: int) -> None:
 
 
 def _keep_one_copy(files: list[dict]) -> None:
-    """Of the usable copies of a track (same name, other format), keep the one :data:`FORMAT_PREFERENCE` ranks first.
+    """Of the usable copies of a track (same name, other format), keep the complete one: the longest
+    decode (copies within :data:`SAME_LENGTH_SECONDS` of it tie), then :data:`FORMAT_PREFERENCE`.
 
-    A copy that does not decode keeps its own reason, so a bad copy never hides a good one.
+    A copy that does not decode keeps its own reason, so a bad copy never hides a good one, and a
+    truncated copy that still decodes never hides the whole track.
     """
     copies = defaultdict(list)
     for row in files:
         if row["status"] == "usable":
             copies[row["track_id"]].append(row)
     for rows in copies.values():
-        rows.sort(key=lambda r: (FORMAT_PREFERENCE.index(r["format"]), r["path"]))
-        kept = printable(Path(rows[0]["path"]).name)
+        longest = max(r["duration"] for r in rows)
+        rows.sort(key=lambda r: (r["duration"] < longest - SAME_LENGTH_SECONDS,
+                                 FORMAT_PREFERENCE.index(r["format"]), r["path"]))
+        kept = rows[0]
+        name = printable(Path(kept["path"]).name)
         for row in rows[1:]:
-            row.update(status="excluded", reason=f"duplicate of {kept}")
+            shorter = row["duration"] < longest - SAME_LENGTH_SECONDS
+            row.update(status="excluded", reason=f"duplicate of {name}" + (
+                f" (this copy decodes to {row['duration']:.2f} s, that one to {kept['duration']:.2f} s)"
+                if shorter else ""))
 
 
 def _digest(path: str) -> str | None:
@@ -206,7 +227,7 @@ def _note_repeats(files: list[dict], base: Path, n_jobs: int) -> None:
         for row, name in zip(group, names):
             others = [n for n in names if n != name]
             shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
-            row["note"] = f"same audio bytes as {shown}"
+            _add_note(row, f"same audio bytes as {shown}")
     if repeats:
         log.warning("%d files repeat the audio bytes of another file (see the manifest's note column)",
                     sum(len(g) for g in repeats))
@@ -238,7 +259,8 @@ def scan_dataset(root, *, n_jobs: int = 2, use_cache: bool = True) -> pd.DataFra
         raise DatasetLayoutError(f"{base} has no label folders")
     # v2: the note column, duplicate rule and stricter checks changed what a scan finds; the
     # mode is keyed so that a chmod (which leaves mtime alone) rescans a file refused as unreadable
-    key = cache.cache_key("manifest-v2", [[r["path"], r.get("bytes"), r.get("mtime_ns"), r.get("mode"),
+    # v3: the complete copy of a track is kept, and a truncated file noted
+    key = cache.cache_key("manifest-v3", [[r["path"], r.get("bytes"), r.get("mtime_ns"), r.get("mode"),
                                            r.get("reason", "")] for r in rows], cache.library_versions("soundfile"))
     cached = cache.entry_dir("manifests", key) / "manifest.csv"
     if use_cache and cached.is_file():
