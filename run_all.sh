@@ -80,7 +80,13 @@ run_study() {
     [ -n "$profile" ] || profile=$("$PY" -m genrestudy.profiles default)
     # the plan needs neither GTZAN nor the weights: it says what it assumes in their absence
     if [ -n "$plan" ]; then "$PY" -m genrestudy.plan "$profile" "${overrides[@]}"; return; fi
-    "$PY" -m genrestudy.profiles check "$profile" "${overrides[@]}" || exit 1
+    # every value checked (type, range, allowed values) before the first notebook: exit 2 on a bad one
+    "$PY" -m genrestudy.profiles check "$profile" "${overrides[@]}" || exit $?
+    local number
+    for number in "${selected[@]}"; do
+        compgen -G "notebooks/${number}_*.ipynb" > /dev/null ||
+            { echo "run_all.sh: no notebook numbered $number (notebooks: $(cd notebooks && ls [0-9][0-9]_*.ipynb | cut -c1-2 | tr '\n' ' '))" >&2; exit 2; }
+    done
     local out=build/executed/$profile${GENRESTUDY_SCALE:+-$GENRESTUDY_SCALE}
     mkdir -p "$out"
     echo "== profile: $profile${GENRESTUDY_SCALE:+ (scale $GENRESTUDY_SCALE)}"
