@@ -163,3 +163,37 @@ def test_a_lone_truncated_file_is_kept_with_a_note(study_dirs, tmp_path, caplog)
     assert lone["status"] == "usable" and "decodes to 3.50 s but its header says 4.00 s" in lone["note"]
     assert "x.wav decodes to 3.50 s" in caplog.text
     assert row(manifest, "y.wav")["note"] == ""
+
+
+def test_every_audio_file_under_the_root_gets_a_row(study_dirs, tmp_path):
+    """Nested folders, audio beside the label folders and named pipes: each a row, none silently lost."""
+    import os
+
+    root = tmp_path / "ds"
+    write_audio(root / "blues" / "live" / "x.wav", seconds=1.0)
+    write_audio(root / "blues" / "live" / "2019" / "y.flac", seconds=1.0)
+    write_audio(root / "rock" / "z.wav", seconds=1.0)
+    write_audio(root / "loose.wav", seconds=1.0)
+    os.mkfifo(root / "rock" / "pipe.wav")
+    manifest = scan_dataset(root)           # a reader of the pipe would block here forever
+    assert row(manifest, "live/x.wav")["status"] == "usable" and row(manifest, "x.wav")["label"] == "blues"
+    assert row(manifest, "2019/y.flac")["track_id"] == "blues/live/2019/y"
+    assert row(manifest, "loose.wav")["status"] == "excluded" and "not in a label folder" in row(manifest, "loose.wav")["reason"]
+    pipe = row(manifest, "pipe.wav")
+    assert (pipe["status"], pipe["reason"]) == ("excluded", "not a regular file (a named pipe)")
+    assert "empty" not in " ".join(manifest["reason"])
+
+
+def test_a_label_folder_named_genres_is_a_label(study_dirs, tmp_path):
+    for label in ("genres", "other"):
+        write_audio(tmp_path / "ds" / label / "a.wav", seconds=1.0)
+    manifest = scan_dataset(tmp_path / "ds")
+    assert sorted(manifest["label"]) == ["genres", "other"]
+
+
+def test_label_folders_differing_only_in_case_are_warned_about(study_dirs, tmp_path, caplog):
+    for label in ("Blues", "blues", "rock"):
+        write_audio(tmp_path / "ds" / label / "a.wav", seconds=1.0)
+    with caplog.at_level(logging.WARNING):
+        scan_dataset(tmp_path / "ds")
+    assert "'Blues' and 'blues' differ only in case" in caplog.text

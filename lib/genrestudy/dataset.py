@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from pathlib import Path
+from stat import S_ISBLK, S_ISCHR, S_ISFIFO, S_ISREG, S_ISSOCK
 
 import pandas as pd
 from joblib import Parallel, delayed
@@ -82,7 +83,8 @@ def find_dataset_root(root) -> Path:
         raise FileNotFoundError(f"no data folder at {root}: {GTZAN_HINT}")
     for depth_glob in ("", "*/"):
         for name in ("genres_original", "genres"):
-            hits = sorted(p for p in root.glob(depth_glob + name) if p.is_dir())
+            # a GTZAN root holds label folders; a label folder that happens to be named "genres" does not
+            hits = sorted(p for p in root.glob(depth_glob + name) if p.is_dir() and _has_subfolder(p))
             if hits:
                 return hits[0]
     label_dirs = [d for d in root.iterdir() if d.is_dir() and _visible(d)]
@@ -96,11 +98,29 @@ def find_dataset_root(root) -> Path:
     return root
 
 
+def _has_subfolder(folder: Path) -> bool:
+    try:
+        return any(d.is_dir() and _visible(d) for d in folder.iterdir())
+    except OSError:
+        return False
+
+
 def _audio_files(folder: Path) -> list[Path]:
-    """Files named like audio in ``folder``, with symbolic links that lead nowhere (listed, then excluded)."""
-    return sorted(p for p in folder.iterdir()
-                  if _visible(p) and p.suffix.lower() in AUDIO_EXTENSIONS
-                  and (p.is_file() or (p.is_symlink() and not p.exists())))
+    """Entries named like audio anywhere under ``folder`` (sub-folders too: ``blues/live/x.wav``), with
+    symbolic links that lead nowhere and special files such as named pipes (listed, then excluded;
+    only ``stat`` looks at them, never ``open``)."""
+    found = []
+    for entry in sorted(folder.iterdir()):
+        if not _visible(entry):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            try:
+                found += _audio_files(entry)
+            except OSError:
+                continue  # an unreadable sub-folder: its files cannot be listed
+        elif entry.suffix.lower() in AUDIO_EXTENSIONS and not entry.is_dir():
+            found.append(entry)
+    return found
 
 
 def _readable_audio_files(folder: Path) -> list[Path]:
@@ -110,9 +130,12 @@ def _readable_audio_files(folder: Path) -> list[Path]:
         return []
 
 
-def track_id_for(path: Path, label: str) -> str:
-    """``blues.00000`` for GTZAN names (already prefixed by their genre), else ``<label>/<stem>``."""
+def track_id_for(path: Path, label: str, folder: Path | None = None) -> str:
+    """``blues.00000`` for GTZAN names (already prefixed by their genre), else ``<label>/<stem>``
+    (``<label>/<sub-folders>/<stem>`` for a file below its label folder)."""
     stem = printable(path.stem)
+    if folder is not None and path.parent != folder:
+        return f"{label}/{printable(str(path.parent.relative_to(folder)))}/{stem}"
     return stem if stem.startswith(label + ".") else f"{label}/{stem}"
 
 
@@ -120,6 +143,37 @@ def _folder_row(folder: Path, reason: str) -> dict:
     log.warning("label folder %s: %s; listed as excluded", printable(str(folder)), reason)
     return {"track_id": "", "label": printable(folder.name), "path": str(folder), "status": "excluded",
             "reason": reason}
+
+
+def _special_kind(mode: int) -> str:
+    for test, name in ((S_ISFIFO, "a named pipe"), (S_ISSOCK, "a socket"), (S_ISCHR, "a character device"),
+                       (S_ISBLK, "a block device")):
+        if test(mode):
+            return name
+    return "a special file"
+
+
+#: label of the rows of audio files lying directly in the data root, beside its label folders
+NO_LABEL = "(no label folder)"
+
+
+def _root_rows(base: Path, label_dirs: list[Path]) -> list[dict]:
+    """Rows for what the label folders do not hold: audio directly in the root (no label: excluded)
+    and a warning for label folders whose names differ only in case (two genres here)."""
+    rows = []
+    for path in sorted(p for p in base.iterdir() if _visible(p) and not p.is_dir()
+                       and p.suffix.lower() in AUDIO_EXTENSIONS):
+        rows.append({"track_id": f"{NO_LABEL}/{printable(path.stem)}", "label": NO_LABEL, "path": str(path),
+                     "format": path.suffix.lower().lstrip("."), "status": "excluded",
+                     "reason": "directly in the data root, not in a label folder: its genre is unknown"})
+    by_case = defaultdict(list)
+    for folder in label_dirs:
+        by_case[folder.name.casefold()].append(printable(folder.name))
+    for names in by_case.values():
+        if len(names) > 1:
+            log.warning("label folders %s differ only in case: they are %d genres here; merge them if they are one",
+                        " and ".join(repr(n) for n in names), len(names))
+    return rows
 
 
 def _label_rows(folder: Path) -> list[dict]:
@@ -133,11 +187,13 @@ def _label_rows(folder: Path) -> list[dict]:
         return [_folder_row(folder, "empty label folder: no audio files")]
     rows = []
     for path in files:
-        row = {"track_id": track_id_for(path, label), "label": label, "path": str(path),
+        row = {"track_id": track_id_for(path, label, folder), "label": label, "path": str(path),
                "format": path.suffix.lower().lstrip(".")}
         try:
             stat = path.stat()
             row.update(bytes=stat.st_size, mtime_ns=stat.st_mtime_ns, mode=stat.st_mode)
+            if not S_ISREG(stat.st_mode):  # a named pipe would block a reader forever: never opened
+                row.update(status="excluded", reason=f"not a regular file ({_special_kind(stat.st_mode)})")
         except OSError as exc:  # a broken or looping link, or a file the folder's permissions hide
             row.update(status="excluded", reason=describe_os_error(exc, path))
         rows.append(row)
@@ -253,13 +309,15 @@ def scan_dataset(root, *, n_jobs: int = 2, use_cache: bool = True) -> pd.DataFra
     >>> manifest.groupby("status").size()                      # doctest: +SKIP
     """
     base = find_dataset_root(root)
-    rows = [row for folder in sorted(d for d in base.iterdir() if d.is_dir() and _visible(d))
-            for row in _label_rows(folder)]
+    label_dirs = sorted(d for d in base.iterdir() if d.is_dir() and _visible(d))
+    rows = [row for folder in label_dirs for row in _label_rows(folder)]
+    rows += _root_rows(base, label_dirs)
     if not rows:
         raise DatasetLayoutError(f"{base} has no label folders")
     # v2: the note column, duplicate rule and stricter checks changed what a scan finds; the
     # mode is keyed so that a chmod (which leaves mtime alone) rescans a file refused as unreadable
-    # v3: the complete copy of a track is kept, and a truncated file noted
+    # v3: the complete copy of a track is kept, a truncated file noted, nested and loose audio and
+    # special files listed
     key = cache.cache_key("manifest-v3", [[r["path"], r.get("bytes"), r.get("mtime_ns"), r.get("mode"),
                                            r.get("reason", "")] for r in rows], cache.library_versions("soundfile"))
     cached = cache.entry_dir("manifests", key) / "manifest.csv"
