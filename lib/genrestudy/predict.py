@@ -27,12 +27,13 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from . import backbones, cache, device, features
-from .audio import AudioError, open_audio
+from .audio import AudioError
 from .boosterfile import BoosterTextError, check_booster_text
 from .images import ImageParams, mel_images
 from .modelfile import (ModelFileError, check_payload, default_model_path, load_keras_model, model_destination,
                         model_header, read_header, read_payload, write_model_archive)
-from .segments import ClipTooShortError, segment_count
+# clip_chunks and stream_clips live beside the segmentation they follow (a file of any length, block by block)
+from .segments import SILENT_PEAK, ClipTooShortError, clip_chunks, segments_peak, stream_clips  # noqa: F401
 
 BOOSTER_ENTRY = "booster.txt"
 
@@ -350,77 +351,6 @@ class Prediction:
                 "segments": self.segments}
 
 
-def clip_chunks(signal: np.ndarray, params: ImageParams) -> Iterator[np.ndarray]:
-    """A signal cut into clips of ``n_segments × segment_seconds``, as training clips were.
-
-    A tail after the last whole clip is yielded when it holds at least one whole segment.
-
-    Raises
-    ------
-    ClipTooShortError
-        The whole signal is shorter than one segment.
-    """
-    clip = params.n_segments * params.segment_samples
-    pad = int(round(params.pad_seconds * params.sample_rate))
-    for start in range(0, max(len(signal), 1), clip):
-        chunk = signal[start:start + clip]
-        if segment_count(len(chunk), n_segments=params.n_segments, segment_samples=params.segment_samples,
-                         pad_samples=pad):
-            yield chunk
-        elif start == 0:
-            raise ClipTooShortError(f"clip of {len(signal) / params.sample_rate:.2f} s is shorter than one "
-                                    f"{params.segment_seconds:g} s segment")
-
-
-def stream_clips(path, params: ImageParams) -> Iterator[np.ndarray]:
-    """The clips :func:`clip_chunks` cuts from a file's signal, decoded block by block
-    (:func:`genrestudy.audio.open_audio`): memory holds a block and a clip, whatever the file's length.
-
-    Raises
-    ------
-    genrestudy.audio.AudioError
-        The file cannot be decoded.
-    ClipTooShortError
-        The whole file is shorter than one segment.
-    """
-    clip = params.n_segments * params.segment_samples
-    pending, held, yielded = [], 0, False
-    for block in open_audio(path, sample_rate=params.sample_rate):
-        pending.append(block)
-        held += len(block)
-        if held < clip:
-            continue
-        joined = np.concatenate(pending) if len(pending) > 1 else pending[0]
-        whole = len(joined) // clip
-        for k in range(whole):
-            yield joined[k * clip:(k + 1) * clip]
-        yielded = True
-        pending = [joined[whole * clip:].copy()]  # a copy: the joined block is freed
-        held = len(pending[0])
-    tail = np.concatenate(pending) if pending else np.zeros(0, np.float32)
-    if not yielded:
-        yield from clip_chunks(tail, params)  # the whole file is this tail: it says when it is too short
-    elif _segments_in(len(tail), params):  # a tail after whole clips counts when it holds a segment
-        yield tail
-
-
-#: Largest peak of a segment called digitally silent: one step of 16-bit audio (-90 dBFS). A mel
-#: image is scaled to its segment's loudest bin, so silence (or dither) would still be "classified".
-SILENT_PEAK = 2.0 ** -15
-
-
-def _segments_in(n_samples: int, params: ImageParams) -> int:
-    return segment_count(n_samples, n_segments=params.n_segments, segment_samples=params.segment_samples,
-                         pad_samples=int(round(params.pad_seconds * params.sample_rate)))
-
-
-def _segments_peak(chunk: np.ndarray, params: ImageParams) -> float:
-    """Largest |sample| of the whole segments of one clip (the samples its images are made of)."""
-    k = _segments_in(len(chunk), params)
-    used = chunk[:k * params.segment_samples]
-    return float(np.abs(used).max()) if len(used) else 0.0
-
-
 _NOT_REGULAR = ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
                 (stat.S_ISBLK, "a block device"))
 
@@ -466,7 +396,7 @@ def predict_file(path, model: GenreModel) -> Prediction:
     _check_regular_file(path)
     parts, peak = [], 0.0
     for clip in stream_clips(path, params):
-        peak = max(peak, _segments_peak(clip, params))
+        peak = max(peak, segments_peak(clip, params))
         parts.append(model.clip_probabilities(clip))
     if peak <= SILENT_PEAK:
         raise AudioError(f"digitally silent: no segment rises above {SILENT_PEAK:.1e} (one 16-bit step, "
