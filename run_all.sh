@@ -83,7 +83,13 @@ run_study() {
     [ -n "$profile" ] || profile=$("$PY" -m genrestudy.profiles default)
     # the plan needs neither GTZAN nor the weights: it says what it assumes in their absence
     if [ -n "$plan" ]; then "$PY" -m genrestudy.plan "$profile" "${overrides[@]}"; return; fi
-    "$PY" -m genrestudy.profiles check "$profile" "${overrides[@]}" || exit 1
+    # every value checked (type, range, allowed values) before the first notebook: exit 2 on a bad one
+    "$PY" -m genrestudy.profiles check "$profile" "${overrides[@]}" || exit $?
+    local number
+    for number in "${selected[@]}"; do
+        compgen -G "notebooks/${number}_*.ipynb" > /dev/null ||
+            { echo "run_all.sh: no notebook numbered $number (notebooks: $(cd notebooks && ls [0-9][0-9]_*.ipynb | cut -c1-2 | tr '\n' ' '))" >&2; exit 2; }
+    done
     # a cluster is checked before the first notebook: reachable, workers with the project and the same cache
     if [ -n "${GENRESTUDY_SCHEDULER:-}" ]; then
         echo "== Dask cluster $GENRESTUDY_SCHEDULER"

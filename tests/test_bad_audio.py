@@ -317,3 +317,26 @@ def test_bad_audio_is_excluded_from_the_signal_set(study_dirs, tmp_path, stale_m
         assert (clips.loc[track, "status"], clips.loc[track, "reason"]) == ("excluded", reason)
     good = clips.drop(index=list(REASONS))
     assert (good["status"] == "usable").all() and len(good) == 4 and (good["segments"] == 3).all()
+
+
+@pytest.mark.parametrize("damage", [
+    lambda b: b[:len(b) // 2 + 77],                              # cut mid-frame
+    lambda b: b[:len(b) // 2] + bytes(range(256)) * 40,          # a garbage tail
+])
+def test_a_damaged_mp3s_native_decoder_messages_become_one_logged_line(tmp_path, damage):
+    """libmpg123 prints 'Warning: Xing stream size off...' / '[src/libmpg123/...]' straight on fd 2."""
+    import subprocess
+    import sys
+
+    good = write_audio(tmp_path / "good.mp3", seconds=10.0).read_bytes()
+    path = tmp_path / "damaged.mp3"
+    path.write_bytes(damage(good))
+    script = ("import logging, sys\nlogging.basicConfig(format='LOG %(message)s')\n"
+              "from genrestudy.audio import load_audio, AudioError\n"
+              "try:\n    load_audio(sys.argv[1])\nexcept AudioError as e:\n    print('REFUSED', e)\n")
+    done = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=120,
+                          env={**os.environ})
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 0, done.stderr
+    assert not [line for line in lines if not line.startswith("LOG ")], lines
+    assert len(lines) == 1 and "damaged.mp3: the decoder reported:" in lines[0]

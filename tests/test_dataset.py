@@ -132,3 +132,68 @@ def test_manifest_cache_follows_file_changes(study_dirs, tmp_path):
     write_audio(root / "genres_original" / "blues" / "blues.00000.wav", seconds=5.0)
     changed = scan_dataset(root)
     assert row(changed, "blues.00000.wav")["duration"] == pytest.approx(5.0)
+
+
+@pytest.mark.parametrize("cut_suffix, whole_suffix", [(".wav", ".flac"), (".au", ".flac"), (".wav", ".mp3"),
+                                                      (".au", ".ogg")])
+def test_the_complete_copy_of_a_track_is_kept_and_a_truncated_file_noted(study_dirs, tmp_path, cut_suffix,
+                                                                        whole_suffix):
+    """A copy cut to half its length still decodes; the whole copy (even lossy) is kept, the cut one noted."""
+    folder = tmp_path / "ds" / "blues"
+    whole = write_audio(folder / f"blues.00000{whole_suffix}", seconds=6.0)
+    cut = write_audio(folder / f"blues.00000{cut_suffix}", seconds=6.0)
+    data = cut.read_bytes()
+    cut.write_bytes(data[:len(data) // 2])
+    write_audio(tmp_path / "ds" / "rock" / "rock.00000.wav", seconds=1.0)
+    manifest = scan_dataset(tmp_path / "ds")
+    kept, dropped = row(manifest, whole.name), row(manifest, cut.name)
+    assert kept["status"] == "usable", kept.to_dict()
+    assert dropped["status"] == "excluded" and dropped["reason"].startswith(f"duplicate of {whole.name}")
+    assert "decodes to" in dropped["reason"]
+    assert "header says 6.00 s" in dropped["note"] and "truncated" in dropped["note"], dropped.to_dict()
+
+
+def test_a_lone_truncated_file_is_kept_with_a_note(study_dirs, tmp_path, caplog):
+    cut = write_audio(tmp_path / "ds" / "blues" / "x.wav", seconds=4.0)
+    cut.write_bytes(cut.read_bytes()[:-22050])
+    write_audio(tmp_path / "ds" / "rock" / "y.wav", seconds=1.0)
+    with caplog.at_level(logging.WARNING):
+        manifest = scan_dataset(tmp_path / "ds")
+    lone = row(manifest, "x.wav")
+    assert lone["status"] == "usable" and "decodes to 3.50 s but its header says 4.00 s" in lone["note"]
+    assert "x.wav decodes to 3.50 s" in caplog.text
+    assert row(manifest, "y.wav")["note"] == ""
+
+
+def test_every_audio_file_under_the_root_gets_a_row(study_dirs, tmp_path):
+    """Nested folders, audio beside the label folders and named pipes: each a row, none silently lost."""
+    import os
+
+    root = tmp_path / "ds"
+    write_audio(root / "blues" / "live" / "x.wav", seconds=1.0)
+    write_audio(root / "blues" / "live" / "2019" / "y.flac", seconds=1.0)
+    write_audio(root / "rock" / "z.wav", seconds=1.0)
+    write_audio(root / "loose.wav", seconds=1.0)
+    os.mkfifo(root / "rock" / "pipe.wav")
+    manifest = scan_dataset(root)           # a reader of the pipe would block here forever
+    assert row(manifest, "live/x.wav")["status"] == "usable" and row(manifest, "x.wav")["label"] == "blues"
+    assert row(manifest, "2019/y.flac")["track_id"] == "blues/live/2019/y"
+    assert row(manifest, "loose.wav")["status"] == "excluded" and "not in a label folder" in row(manifest, "loose.wav")["reason"]
+    pipe = row(manifest, "pipe.wav")
+    assert (pipe["status"], pipe["reason"]) == ("excluded", "not a regular file (a named pipe)")
+    assert "empty" not in " ".join(manifest["reason"])
+
+
+def test_a_label_folder_named_genres_is_a_label(study_dirs, tmp_path):
+    for label in ("genres", "other"):
+        write_audio(tmp_path / "ds" / label / "a.wav", seconds=1.0)
+    manifest = scan_dataset(tmp_path / "ds")
+    assert sorted(manifest["label"]) == ["genres", "other"]
+
+
+def test_label_folders_differing_only_in_case_are_warned_about(study_dirs, tmp_path, caplog):
+    for label in ("Blues", "blues", "rock"):
+        write_audio(tmp_path / "ds" / label / "a.wav", seconds=1.0)
+    with caplog.at_level(logging.WARNING):
+        scan_dataset(tmp_path / "ds")
+    assert "'Blues' and 'blues' differ only in case" in caplog.text

@@ -109,3 +109,26 @@ def test_mixed_granularities_and_two_labels_for_a_track_are_refused(tmp_path):
                 ["blues", "jazz", "rock"])
     with pytest.raises(ValueError, match=r"^torn.csv: track blues.00000 has rows labelled \['blues', 'jazz'\]"):
         read_kaggle_features(tmp_path / "torn.csv")
+
+
+@pytest.mark.parametrize("genre", ["NA", "null", "None", "nan", "N/A", "NULL", "#N/A"])
+def test_genre_named_like_a_missing_value_is_a_label(tmp_path, genre):
+    names = [f"{g}.0000{t}.wav" for g in ("blues", "other") for t in range(2)]
+    write_table(tmp_path / "t.csv", names, ["blues", "blues", genre, genre])
+    fs = read_kaggle_features(tmp_path / "t.csv")
+    assert fs.classes == sorted(["blues", genre])
+
+
+def test_empty_label_is_still_missing(tmp_path):
+    frame = write_table(tmp_path / "t.csv", ["blues.00000.wav", "blues.00001.wav"], ["blues", ""])
+    with pytest.raises(ValueError, match="1 row\\(s\\) without a label"):
+        read_kaggle_features(tmp_path / "t.csv")
+
+
+def test_label_with_spaces_joins_its_genre_with_a_warning(tmp_path, caplog):
+    names = [f"{g}.0000{t}.wav" for g in ("blues", "rock") for t in range(2)]
+    write_table(tmp_path / "t.csv", names, ["blues", "blues ", "rock", " rock\t"])
+    with caplog.at_level("WARNING", logger="genrestudy.kaggle_tables"):
+        fs = read_kaggle_features(tmp_path / "t.csv")
+    assert fs.classes == ["blues", "rock"]
+    assert "stripped" in caplog.text and "join the genre(s) blues, rock" in caplog.text

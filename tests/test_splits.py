@@ -100,3 +100,40 @@ def test_protocol_summaries_name_files_relative_to_the_data_root(tmp_path, monke
     monkeypatch.setenv("GENRESTUDY_DATA", str(tmp_path / "data"))
     table = splits.protocol_summaries(segments_table(3, 10, 2), seed=0, save_dir=tmp_path / "data" / "splits")
     assert table["file"].tolist() == ["<data>/splits/paper_seed0.csv", "<data>/splits/track_seed0.csv"]
+
+
+def test_identical_audio_lands_on_one_side_of_the_track_split(tmp_path):
+    """Identical bytes under two genres (and repeats of repeats) are one group of the track split."""
+    rng = np.random.default_rng(0)
+    rows, pairs = [], []
+    for g in range(10):
+        for t in range(20):
+            path = tmp_path / f"g{g}" / f"g{g}.{t:05d}.wav"
+            path.parent.mkdir(exist_ok=True)
+            path.write_bytes(rng.bytes(4000))
+            rows += [(f"g{g}.{t:05d}", f"g{g}", str(path))] * 3
+    for n in range(10):  # the same bytes under another genre, with another name
+        source = tmp_path / f"g{n}" / f"g{n}.{n:05d}.wav"
+        copy = tmp_path / f"g{(n + 1) % 10}" / f"copy.{n:05d}.wav"
+        copy.write_bytes(source.read_bytes())
+        rows += [(f"g{(n + 1) % 10}/copy.{n:05d}", f"g{(n + 1) % 10}", str(copy))] * 3
+        pairs.append((f"g{n}.{n:05d}", f"g{(n + 1) % 10}/copy.{n:05d}"))
+    # same size and head, another tail: not a repeat
+    near = tmp_path / "g0" / "g0.00019.wav"
+    near.write_bytes(near.read_bytes()[:-1] + b"x")
+    segs = pd.DataFrame(rows, columns=["track_id", "label", "path"])
+    for seed in range(5):
+        split = make_split(segs, "track", seed=seed)
+        side = dict(zip(segs["track_id"], split))
+        assert [(a, b) for a, b in pairs if side[a] != side[b]] == [], seed
+        assert split.value_counts(normalize=True)["train"] > 0.7
+    groups = splits.content_groups(segs)
+    assert sum(groups != groups.index) == 10
+
+
+def test_track_split_without_repeats_is_unchanged(tmp_path):
+    segs = segments_table()
+    with_paths = segs.assign(path=[str(tmp_path / f"{t}.wav") for t in segs["track_id"]])
+    for t in segs["track_id"].unique():
+        (tmp_path / f"{t}.wav").write_bytes(t.encode())
+    assert make_split(with_paths, "track", seed=2).equals(make_split(segs, "track", seed=2))

@@ -100,3 +100,60 @@ def test_no_measured_number_is_typed_into_a_notebook(stem):
     text = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
     found = {m.group(0) for m in MEASURED.finditer(text)} - PAPER_FIGURES
     assert not found, f"{stem} states measured figures by hand: {sorted(found)}"
+
+
+@pytest.mark.parametrize("given, name", [
+    ({"seeds": "35"}, "seeds"),                 # what `papermill -r seeds 35` passes: not the seeds (3, 5)
+    ({"n_mels": 96.5}, "n_mels"), ({"n_mels": "abc"}, "n_mels"), ({"n_mels": True}, "n_mels"),
+    ({"n_segments": 100000}, "n_segments"),      # about 2.6 TB of signal cache
+    ({"segment_seconds": float("nan")}, "segment_seconds"), ({"hop_length": 0}, "hop_length"),
+    ({"protocol": "leaky"}, "protocol"), ({"seeds": [0, "a"]}, "seeds"), ({"seeds": []}, "seeds"),
+    ({"budget": 2.5}, "budget"), ({"head_learning_rates": [0.01, "x"]}, "head_learning_rates"),
+    ({"compared_backbones": ["ResNet5O"]}, "compared_backbones"), ({"precision": "float8"}, "precision"),
+    ({"early_stopping_rounds": -1}, "early_stopping_rounds"), ({"input_size": "224"}, "input_size"),
+])
+def test_every_study_input_is_checked_by_value_in_one_line_naming_it(given, name):
+    with pytest.raises(ValueError) as err:
+        study.StudyInputs(**given)
+    message = str(err.value)
+    assert "\n" not in message and f"{name}=" in message, message
+
+
+def test_a_single_seed_is_a_tuple_of_one():
+    assert study.StudyInputs(seeds=3, retrain_seed=1).seeds == (3,)
+
+
+@pytest.mark.parametrize("args, name", [
+    (["-p", "n_segments", "100000"], "n_segments"), (["-p", "n_mels", "96.5"], "n_mels"),
+    (["-p", "n_mels", "abc"], "n_mels"), (["-p", "protocol", "leaky"], "protocol"), (["-p", "seeds", "35x"], "seeds"),
+    (["-p", "n_resamples", "abc"], "n_resamples"),     # a notebook's own parameter: the kind of its default
+])
+def test_profiles_check_refuses_a_bad_value_before_any_notebook_exit_2(capsys, args, name):
+    assert profiles.main(["check", "demo", *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{name}=" in err, err
+    assert profiles.main(["check", "demo", "-p", "n_mels", "96"]) == 0
+
+
+def _run_study(*args) -> "subprocess.CompletedProcess":
+    """run_all.sh's run_study alone (its set-up would reinstall the environment), in the project root."""
+    import subprocess
+    import sys
+
+    root = paths.project_root()
+    script = (f'set -euo pipefail; cd "{root}"; PY="{sys.executable}"; VENV=.venv\n'
+              + re.search(r"^run_study\(\) \{.*?^\}", (root / "run_all.sh").read_text(), re.S | re.M).group(0)
+              + '\nrun_study "$@"')
+    return subprocess.run(["bash", "-c", script, "run_all.sh", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_run_all_with_an_unknown_notebook_number_is_one_line_exit_2():
+    done = _run_study("--profile", "demo", "99")
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()] and "no notebook numbered 99" in done.stderr
+    assert "== " not in done.stdout  # nothing ran, no earlier outputs listed
+
+
+def test_run_all_with_a_bad_value_is_one_line_exit_2():
+    done = _run_study("--profile", "demo", "-p", "n_mels", "abc", "01")
+    assert done.returncode == 2 and "n_mels='abc'" in done.stderr and len(done.stderr.strip().splitlines()) == 1

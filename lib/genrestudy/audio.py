@@ -10,18 +10,25 @@ samples are not finite or far out of range (:func:`load_audio` states the bounds
 """
 from __future__ import annotations
 
+import contextlib
 import errno
+import logging
 import os
 import re
 import stat
+import tempfile
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import soundfile as sf
 
 from .paths import SAMPLE_RATE
+
+log = logging.getLogger(__name__)
 
 #: Lowest and highest sample rates accepted. Telephone audio (8 kHz) is the lowest rate real
 #: recordings use and 768 kHz the highest any converter offers; a header outside these
@@ -39,6 +46,12 @@ MAX_MAGNITUDE = 1e4
 #: An isolated decoder glitch is tolerated; a clip that is mostly (or all) NaN is not audio.
 NON_FINITE_TOLERANCE = 0.001
 
+#: Frames decoded at a time. A file of at most this many frames (47 s at 44.1 kHz, 95 s at
+#: 22050 Hz: every GTZAN clip) is decoded and resampled whole, as it always was; a longer one in
+#: blocks of this size through soxr's streaming resampler (bit-identical to resampling it whole),
+#: so that decoding a 2-hour file holds a few blocks, not the file (bench/long_audio.py).
+BLOCK_FRAMES = 1 << 21
+
 # extension → (the header it must start with, in words; the containers accepted under it)
 _CONTAINERS = {
     ".au": ("no '.snd' header", {"au"}),
@@ -55,15 +68,30 @@ class AudioError(ValueError):
 
 @dataclass(frozen=True)
 class AudioInfo:
-    """What decoding a file told us about it (before mixing and resampling)."""
+    """What decoding a file told us about it (before mixing and resampling).
+
+    ``samples`` are the frames that decoded; ``declared_samples`` the frames its header
+    announces (None: the container does not say, or this reader does not parse it).
+    """
 
     sample_rate: int
     channels: int
     samples: int
+    declared_samples: int | None = None
 
     @property
     def duration(self) -> float:
         return self.samples / self.sample_rate if self.sample_rate else 0.0
+
+    @property
+    def truncated(self) -> str | None:
+        """One line when the file decodes noticeably shorter than its header says (a cut-off copy)."""
+        declared = self.declared_samples
+        if not declared or not self.sample_rate or declared - self.samples <= max(0.01 * declared,
+                                                                                0.1 * self.sample_rate):
+            return None
+        return (f"decodes to {self.duration:.2f} s but its header says {declared / self.sample_rate:.2f} s "
+                "(a truncated file?)")
 
 
 def describe_os_error(exc: OSError, path) -> str:
@@ -179,40 +207,195 @@ def _fallback(path: Path, first_reason: str) -> tuple[np.ndarray, int]:
         raise AudioError(f"cannot decode: {first_reason}") from None
 
 
-def _decode(path: Path) -> tuple[np.ndarray, int]:
-    """(frames × channels float32, native rate) after checking the container against the extension."""
-    with _open(path) as fh:
-        reason = container_error(fh, path.suffix)
-        if reason:
-            raise AudioError(reason)
-        fh.seek(0)
+_AU_BYTES_PER_SAMPLE = {1: 1, 2: 1, 3: 2, 4: 3, 5: 4, 6: 4, 7: 8, 27: 1}
+
+
+def _declared_frames(fh, container: str | None) -> int | None:
+    """The frames a WAV, FLAC or AU header announces (None: unknown or not parsed)."""
+    fh.seek(0)
+    head = fh.read(1 << 16)
+    if container == "flac" and head[:4] == b"fLaC" and len(head) >= 8 + 18:
+        total = int.from_bytes(head[8 + 10:8 + 18], "big") & ((1 << 36) - 1)  # STREAMINFO's 36-bit count
+        return total or None
+    if container == "au" and head[:4] == b".snd" and len(head) >= 24:
+        size, encoding, _, channels = (int.from_bytes(head[i:i + 4], "big") for i in (8, 12, 16, 20))
+        width = _AU_BYTES_PER_SAMPLE.get(encoding)
+        return size // (width * channels) if width and channels and size != 0xFFFFFFFF else None
+    if container == "wav" and head[:4] == b"RIFF":
+        offset, block_align = 12, 0
+        while offset + 8 <= len(head):
+            chunk, size = head[offset:offset + 4], int.from_bytes(head[offset + 4:offset + 8], "little")
+            if chunk == b"fmt " and offset + 22 <= len(head):
+                block_align = int.from_bytes(head[offset + 20:offset + 22], "little")
+            if chunk == b"data":
+                return size // block_align if block_align and size not in (0, 0xFFFFFFFF) else None
+            offset += 8 + size + (size & 1)
+    return None
+
+
+_NATIVE_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _native_messages(messages: list, capture: bool):
+    """Collect in ``messages`` the lines a native decoder prints on file descriptor 2 inside the block
+    (:class:`AudioStream` logs them as one line).
+
+    libmpg123 (libsndfile's MP3 reader) writes warnings such as "Xing stream size off" or
+    "Giving up resync" of a damaged MP3 straight to the process's stderr. Only MP3 and the
+    audioread fallback are captured, one decode at a time (a lock), so that the window in which
+    anything else printed would be caught is the decode itself.
+    """
+    if not capture:
+        yield
+        return
+    with _NATIVE_LOCK, tempfile.TemporaryFile() as sink:
+        saved = os.dup(2)
         try:
-            data, rate = sf.read(fh, dtype="float32", always_2d=True)
-            return data, int(rate)
-        except Exception as sf_exc:  # libsndfile reports every kind of bad file as its own error type
-            first_reason = _one_line(sf_exc, repr(fh), str(path))
-    # libsndfile's MPEG reader says this of any undecodable stream; the file was opened fine
-    first_reason = first_reason.replace("File does not exist or is not a regular file (possibly a pipe?).",
-                                        "Format not recognised.")
-    return _fallback(path, first_reason)
+            os.dup2(sink.fileno(), 2)
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            text = sink.read(4096).decode("utf-8", "replace")
+            messages.extend(line.strip() for line in text.splitlines() if line.strip())
 
 
-def _checked_samples(data: np.ndarray) -> np.ndarray:
-    """``data`` with rare non-finite samples silenced; refuses mostly-NaN or out-of-range audio."""
-    finite = np.isfinite(data)
-    n_bad = data.size - int(np.count_nonzero(finite))
-    if n_bad > NON_FINITE_TOLERANCE * data.size:
-        raise AudioError(f"{n_bad} of {data.size} samples are not finite (NaN or infinite; at most "
-                         f"{NON_FINITE_TOLERANCE:.1%} are tolerated)")
-    if n_bad:
-        data = np.where(finite, data, np.float32(0))
-    magnitude = np.abs(data)
-    n_over = int(np.count_nonzero(magnitude > MAX_MAGNITUDE))
-    if n_over:
-        raise AudioError(f"{n_over} of {data.size} samples are out of range (largest magnitude "
-                         f"{float(magnitude.max()):.3g}; float audio is nominally within ±1, "
-                         f"accepted up to ±{MAX_MAGNITUDE:g})")
-    return data
+class _SampleCheck:
+    """The checks of :func:`load_audio` on decoded samples, block by block (one block: all of them)."""
+
+    def __init__(self, expected: int):
+        self.expected, self.seen, self.bad = expected, 0, 0
+
+    def __call__(self, data: np.ndarray) -> np.ndarray:
+        self.seen += data.size
+        finite = np.isfinite(data)
+        n_bad = data.size - int(np.count_nonzero(finite))
+        self.bad += n_bad
+        total = max(self.expected, self.seen)
+        if self.bad > NON_FINITE_TOLERANCE * total:
+            raise AudioError(f"{self.bad} of {total} samples are not finite (NaN or infinite; at most "
+                             f"{NON_FINITE_TOLERANCE:.1%} are tolerated)")
+        if n_bad:
+            data = np.where(finite, data, np.float32(0))
+        magnitude = np.abs(data)
+        n_over = int(np.count_nonzero(magnitude > MAX_MAGNITUDE))
+        if n_over:
+            raise AudioError(f"{n_over} of {total} samples are out of range (largest magnitude "
+                             f"{float(magnitude.max()):.3g}; float audio is nominally within ±1, "
+                             f"accepted up to ±{MAX_MAGNITUDE:g})")
+        return data
+
+
+class AudioStream:
+    """A file decoded block by block to mono float32 at ``sample_rate`` (see :func:`open_audio`).
+
+    Iterate once; :attr:`info` is complete (``samples`` counted) when the iteration ends.
+    """
+
+    def __init__(self, path: Path, sample_rate: int | None, block_frames: int):
+        self.path, self.sample_rate, self.block_frames = path, sample_rate, block_frames
+        self.info: AudioInfo | None = None
+        self._whole, self._expected = True, 0
+        self._messages: list[str] = []
+
+    def _native_blocks(self) -> Iterator[np.ndarray]:
+        """(frames × channels) float32 blocks of the file at its own rate; sets :attr:`info` first."""
+        path = self.path
+        with _open(path) as fh:
+            container = _container(fh)
+            reason = container_error(fh, path.suffix)
+            if reason:
+                raise AudioError(reason)
+            declared = _declared_frames(fh, container)
+            fh.seek(0)
+            capture = container == "mp3"
+            try:
+                with _native_messages(self._messages, capture):
+                    sound = sf.SoundFile(fh)
+                    rate, channels = int(sound.samplerate), int(sound.channels)
+                    whole = self._whole = sound.frames <= self.block_frames
+                    self._expected = sound.frames * channels
+                    first = sound.read(-1 if whole else self.block_frames, dtype="float32", always_2d=True)
+            except Exception as sf_exc:  # libsndfile reports every kind of bad file as its own error type
+                first_reason = _one_line(sf_exc, repr(fh), str(path))
+            else:
+                self.info = AudioInfo(rate, channels, 0, declared)
+                yield first
+                while not whole and len(first):
+                    try:
+                        with _native_messages(self._messages, capture):
+                            first = sound.read(self.block_frames, dtype="float32", always_2d=True)
+                    except Exception as exc:
+                        raise AudioError(f"cannot decode after {self.info.samples / rate:.1f} s: "
+                                         f"{_one_line(exc, repr(fh), str(path))}") from None
+                    yield first
+                return
+        # libsndfile's MPEG reader says this of any undecodable stream; the file was opened fine
+        first_reason = first_reason.replace("File does not exist or is not a regular file (possibly a pipe?).",
+                                            "Format not recognised.")
+        with _native_messages(self._messages, True):
+            data, rate = _fallback(path, first_reason)
+        self.info = AudioInfo(rate, int(data.shape[1]), 0, declared)
+        self._whole, self._expected = True, data.size
+        yield data
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        try:
+            yield from self._mono_blocks()
+        finally:
+            if self._messages:
+                shown = re.sub(r"\s+", " ", "; ".join(dict.fromkeys(self._messages)))[:300]
+                name = self.path.name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+                log.warning("%s: the decoder reported: %s", name if name.isprintable() else repr(name), shown)
+
+    def _mono_blocks(self) -> Iterator[np.ndarray]:
+        check = resampler = None
+        for data in self._native_blocks():
+            info = self.info
+            if check is None:
+                if not MIN_SAMPLE_RATE <= info.sample_rate <= MAX_SAMPLE_RATE:
+                    raise AudioError(f"implausible sample rate {info.sample_rate} Hz (accepted: "
+                                     f"{MIN_SAMPLE_RATE}–{MAX_SAMPLE_RATE} Hz)")
+                check = _SampleCheck(self._expected)
+            if not len(data):
+                continue
+            self.info = info = AudioInfo(info.sample_rate, info.channels, info.samples + len(data),
+                                         info.declared_samples)
+            data = check(data)
+            signal = data.mean(axis=1, dtype=np.float32) if info.channels > 1 else data[:, 0]
+            if self.sample_rate is not None and info.sample_rate != self.sample_rate:
+                import soxr
+
+                if self._whole:  # the file in one block: resampled whole, as it always was
+                    signal = soxr.resample(signal, info.sample_rate, self.sample_rate, quality="HQ")
+                    yield np.ascontiguousarray(signal, dtype=np.float32)
+                    continue
+                if resampler is None:
+                    resampler = soxr.ResampleStream(info.sample_rate, self.sample_rate, 1, dtype="float32",
+                                                    quality="HQ")
+                signal = resampler.resample_chunk(signal)
+            yield np.ascontiguousarray(signal, dtype=np.float32)
+        if self.info is not None and self.info.samples == 0:
+            raise AudioError("no audio samples (0 frames)")
+        if resampler is not None:
+            yield resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True).astype(np.float32, copy=False)
+
+
+def open_audio(path, *, sample_rate: int | None = SAMPLE_RATE, block_frames: int | None = None) -> AudioStream:
+    """``path`` as an iterable of mono float32 blocks at ``sample_rate``, decoded as it is read.
+
+    Memory stays within a few blocks of ``block_frames`` whatever the file's length. The checks
+    and the signal are those of :func:`load_audio` (which joins the blocks): a file of at most
+    ``block_frames`` (default :data:`BLOCK_FRAMES`) frames is one block, decoded and resampled whole.
+
+    Raises
+    ------
+    AudioError
+        While iterating, as :func:`load_audio` does.
+    """
+    return AudioStream(Path(path), sample_rate, int(block_frames or BLOCK_FRAMES))
 
 
 def load_audio(path, *, sample_rate: int | None = SAMPLE_RATE) -> tuple[np.ndarray, AudioInfo]:
@@ -232,7 +415,7 @@ def load_audio(path, *, sample_rate: int | None = SAMPLE_RATE) -> tuple[np.ndarr
     signal : np.ndarray
         1-D float32, channels averaged to mono, finite values.
     info : AudioInfo
-        The file's own rate, channel count and length in samples.
+        The file's own rate, channel count, length in samples, and the length its header declares.
 
     Raises
     ------
@@ -248,17 +431,15 @@ def load_audio(path, *, sample_rate: int | None = SAMPLE_RATE) -> tuple[np.ndarr
     >>> info.sample_rate, signal.dtype                # doctest: +SKIP
     (22050, dtype('float32'))
     """
-    path = Path(path)
-    data, rate = _decode(path)
-    info = AudioInfo(sample_rate=rate, channels=int(data.shape[1]), samples=int(data.shape[0]))
-    if info.samples == 0:
-        raise AudioError("no audio samples (0 frames)")
-    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
-        raise AudioError(f"implausible sample rate {rate} Hz (accepted: {MIN_SAMPLE_RATE}–{MAX_SAMPLE_RATE} Hz)")
-    data = _checked_samples(data)
-    signal = data.mean(axis=1, dtype=np.float32) if info.channels > 1 else data[:, 0]
-    if sample_rate is not None and rate != sample_rate:
-        import soxr
+    stream = open_audio(path, sample_rate=sample_rate)
+    blocks = [block for block in stream if len(block)]
+    signal = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
+    return np.ascontiguousarray(signal, dtype=np.float32), stream.info
 
-        signal = soxr.resample(signal, rate, sample_rate, quality="HQ").astype(np.float32, copy=False)
-    return np.ascontiguousarray(signal, dtype=np.float32), info
+
+def probe_audio(path) -> AudioInfo:
+    """Decode all of ``path`` (checking every sample as :func:`load_audio` does) without keeping it."""
+    stream = open_audio(path, sample_rate=None)
+    for _ in stream:
+        pass
+    return stream.info

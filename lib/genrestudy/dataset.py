@@ -18,20 +18,25 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from pathlib import Path
+from stat import S_ISBLK, S_ISCHR, S_ISFIFO, S_ISREG, S_ISSOCK
 
 import pandas as pd
 from joblib import Parallel, delayed
 
 from . import cache
-from .audio import AudioError, describe_os_error, load_audio
+from .audio import AudioError, describe_os_error, probe_audio
 
 log = logging.getLogger(__name__)
 
 AUDIO_EXTENSIONS = (".wav", ".au", ".flac", ".ogg", ".mp3")
 
-#: Which copy of a track (same name, several formats) is kept: lossless before lossy, then
-#: this order (Kaggle's wav, flac, the original GTZAN au; ogg before mp3), then path order.
+#: Which copy of a track (same name, several formats) is kept: the complete one first (the longest
+#: decode, within :data:`SAME_LENGTH_SECONDS`), then lossless before lossy in this order (Kaggle's
+#: wav, flac, the original GTZAN au; ogg before mp3), then path order.
 FORMAT_PREFERENCE = ("wav", "flac", "au", "ogg", "mp3")
+#: Copies whose decoded lengths differ by at most this much are equally complete: MP3 and Vorbis
+#: encoders add up to about two frames (0.1 s at 22050 Hz) of padding to the same sound.
+SAME_LENGTH_SECONDS = 0.25
 
 #: Files known to be faulty in published copies of GTZAN, excluded by name with the reason.
 KNOWN_BAD_FILES = {
@@ -78,7 +83,8 @@ def find_dataset_root(root) -> Path:
         raise FileNotFoundError(f"no data folder at {root}: {GTZAN_HINT}")
     for depth_glob in ("", "*/"):
         for name in ("genres_original", "genres"):
-            hits = sorted(p for p in root.glob(depth_glob + name) if p.is_dir())
+            # a GTZAN root holds label folders; a label folder that happens to be named "genres" does not
+            hits = sorted(p for p in root.glob(depth_glob + name) if p.is_dir() and _has_subfolder(p))
             if hits:
                 return hits[0]
     label_dirs = [d for d in root.iterdir() if d.is_dir() and _visible(d)]
@@ -92,11 +98,29 @@ def find_dataset_root(root) -> Path:
     return root
 
 
+def _has_subfolder(folder: Path) -> bool:
+    try:
+        return any(d.is_dir() and _visible(d) for d in folder.iterdir())
+    except OSError:
+        return False
+
+
 def _audio_files(folder: Path) -> list[Path]:
-    """Files named like audio in ``folder``, with symbolic links that lead nowhere (listed, then excluded)."""
-    return sorted(p for p in folder.iterdir()
-                  if _visible(p) and p.suffix.lower() in AUDIO_EXTENSIONS
-                  and (p.is_file() or (p.is_symlink() and not p.exists())))
+    """Entries named like audio anywhere under ``folder`` (sub-folders too: ``blues/live/x.wav``), with
+    symbolic links that lead nowhere and special files such as named pipes (listed, then excluded;
+    only ``stat`` looks at them, never ``open``)."""
+    found = []
+    for entry in sorted(folder.iterdir()):
+        if not _visible(entry):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            try:
+                found += _audio_files(entry)
+            except OSError:
+                continue  # an unreadable sub-folder: its files cannot be listed
+        elif entry.suffix.lower() in AUDIO_EXTENSIONS and not entry.is_dir():
+            found.append(entry)
+    return found
 
 
 def _readable_audio_files(folder: Path) -> list[Path]:
@@ -106,9 +130,12 @@ def _readable_audio_files(folder: Path) -> list[Path]:
         return []
 
 
-def track_id_for(path: Path, label: str) -> str:
-    """``blues.00000`` for GTZAN names (already prefixed by their genre), else ``<label>/<stem>``."""
+def track_id_for(path: Path, label: str, folder: Path | None = None) -> str:
+    """``blues.00000`` for GTZAN names (already prefixed by their genre), else ``<label>/<stem>``
+    (``<label>/<sub-folders>/<stem>`` for a file below its label folder)."""
     stem = printable(path.stem)
+    if folder is not None and path.parent != folder:
+        return f"{label}/{printable(str(path.parent.relative_to(folder)))}/{stem}"
     return stem if stem.startswith(label + ".") else f"{label}/{stem}"
 
 
@@ -116,6 +143,37 @@ def _folder_row(folder: Path, reason: str) -> dict:
     log.warning("label folder %s: %s; listed as excluded", printable(str(folder)), reason)
     return {"track_id": "", "label": printable(folder.name), "path": str(folder), "status": "excluded",
             "reason": reason}
+
+
+def _special_kind(mode: int) -> str:
+    for test, name in ((S_ISFIFO, "a named pipe"), (S_ISSOCK, "a socket"), (S_ISCHR, "a character device"),
+                       (S_ISBLK, "a block device")):
+        if test(mode):
+            return name
+    return "a special file"
+
+
+#: label of the rows of audio files lying directly in the data root, beside its label folders
+NO_LABEL = "(no label folder)"
+
+
+def _root_rows(base: Path, label_dirs: list[Path]) -> list[dict]:
+    """Rows for what the label folders do not hold: audio directly in the root (no label: excluded)
+    and a warning for label folders whose names differ only in case (two genres here)."""
+    rows = []
+    for path in sorted(p for p in base.iterdir() if _visible(p) and not p.is_dir()
+                       and p.suffix.lower() in AUDIO_EXTENSIONS):
+        rows.append({"track_id": f"{NO_LABEL}/{printable(path.stem)}", "label": NO_LABEL, "path": str(path),
+                     "format": path.suffix.lower().lstrip("."), "status": "excluded",
+                     "reason": "directly in the data root, not in a label folder: its genre is unknown"})
+    by_case = defaultdict(list)
+    for folder in label_dirs:
+        by_case[folder.name.casefold()].append(printable(folder.name))
+    for names in by_case.values():
+        if len(names) > 1:
+            log.warning("label folders %s differ only in case: they are %d genres here; merge them if they are one",
+                        " and ".join(repr(n) for n in names), len(names))
+    return rows
 
 
 def _label_rows(folder: Path) -> list[dict]:
@@ -129,11 +187,13 @@ def _label_rows(folder: Path) -> list[dict]:
         return [_folder_row(folder, "empty label folder: no audio files")]
     rows = []
     for path in files:
-        row = {"track_id": track_id_for(path, label), "label": label, "path": str(path),
+        row = {"track_id": track_id_for(path, label, folder), "label": label, "path": str(path),
                "format": path.suffix.lower().lstrip(".")}
         try:
             stat = path.stat()
             row.update(bytes=stat.st_size, mtime_ns=stat.st_mtime_ns, mode=stat.st_mode)
+            if not S_ISREG(stat.st_mode):  # a named pipe would block a reader forever: never opened
+                row.update(status="excluded", reason=f"not a regular file ({_special_kind(stat.st_mode)})")
         except OSError as exc:  # a broken or looping link, or a file the folder's permissions hide
             row.update(status="excluded", reason=describe_os_error(exc, path))
         rows.append(row)
@@ -141,12 +201,21 @@ def _label_rows(folder: Path) -> list[dict]:
 
 
 def _probe(path: Path) -> dict:
+    """Decode a file (block by block: any length) to check it; note one that decodes shorter than its header says."""
     try:
-        _, info = load_audio(path, sample_rate=None)
+        info = probe_audio(path)
     except AudioError as exc:
         return {"status": "excluded", "reason": str(exc)}
-    return {"status": "usable", "reason": "", "duration": info.duration,
-            "sample_rate": info.sample_rate, "channels": info.channels, "samples": info.samples}
+    row = {"status": "usable", "reason": "", "duration": info.duration,
+           "sample_rate": info.sample_rate, "channels": info.channels, "samples": info.samples}
+    if info.truncated:
+        row["note"] = info.truncated
+        log.warning("%s %s", printable(str(path)), info.truncated)
+    return row
+
+
+def _add_note(row: dict, note: str) -> None:
+    row["note"] = f"{row['note']}; {note}" if row.get("note") else note
 
 
 def _check_files(files: list[dict], n_jobs: int) -> None:
@@ -162,19 +231,27 @@ def _check_files(files: list[dict], n_jobs: int) -> None:
 
 
 def _keep_one_copy(files: list[dict]) -> None:
-    """Of the usable copies of a track (same name, other format), keep the one :data:`FORMAT_PREFERENCE` ranks first.
+    """Of the usable copies of a track (same name, other format), keep the complete one: the longest
+    decode (copies within :data:`SAME_LENGTH_SECONDS` of it tie), then :data:`FORMAT_PREFERENCE`.
 
-    A copy that does not decode keeps its own reason, so a bad copy never hides a good one.
+    A copy that does not decode keeps its own reason, so a bad copy never hides a good one, and a
+    truncated copy that still decodes never hides the whole track.
     """
     copies = defaultdict(list)
     for row in files:
         if row["status"] == "usable":
             copies[row["track_id"]].append(row)
     for rows in copies.values():
-        rows.sort(key=lambda r: (FORMAT_PREFERENCE.index(r["format"]), r["path"]))
-        kept = printable(Path(rows[0]["path"]).name)
+        longest = max(r["duration"] for r in rows)
+        rows.sort(key=lambda r: (r["duration"] < longest - SAME_LENGTH_SECONDS,
+                                 FORMAT_PREFERENCE.index(r["format"]), r["path"]))
+        kept = rows[0]
+        name = printable(Path(kept["path"]).name)
         for row in rows[1:]:
-            row.update(status="excluded", reason=f"duplicate of {kept}")
+            shorter = row["duration"] < longest - SAME_LENGTH_SECONDS
+            row.update(status="excluded", reason=f"duplicate of {name}" + (
+                f" (this copy decodes to {row['duration']:.2f} s, that one to {kept['duration']:.2f} s)"
+                if shorter else ""))
 
 
 def _digest(path: str) -> str | None:
@@ -206,7 +283,7 @@ def _note_repeats(files: list[dict], base: Path, n_jobs: int) -> None:
         for row, name in zip(group, names):
             others = [n for n in names if n != name]
             shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
-            row["note"] = f"same audio bytes as {shown}"
+            _add_note(row, f"same audio bytes as {shown}")
     if repeats:
         log.warning("%d files repeat the audio bytes of another file (see the manifest's note column)",
                     sum(len(g) for g in repeats))
@@ -232,13 +309,16 @@ def scan_dataset(root, *, n_jobs: int = 2, use_cache: bool = True) -> pd.DataFra
     >>> manifest.groupby("status").size()                      # doctest: +SKIP
     """
     base = find_dataset_root(root)
-    rows = [row for folder in sorted(d for d in base.iterdir() if d.is_dir() and _visible(d))
-            for row in _label_rows(folder)]
+    label_dirs = sorted(d for d in base.iterdir() if d.is_dir() and _visible(d))
+    rows = [row for folder in label_dirs for row in _label_rows(folder)]
+    rows += _root_rows(base, label_dirs)
     if not rows:
         raise DatasetLayoutError(f"{base} has no label folders")
     # v2: the note column, duplicate rule and stricter checks changed what a scan finds; the
     # mode is keyed so that a chmod (which leaves mtime alone) rescans a file refused as unreadable
-    key = cache.cache_key("manifest-v2", [[r["path"], r.get("bytes"), r.get("mtime_ns"), r.get("mode"),
+    # v3: the complete copy of a track is kept, a truncated file noted, nested and loose audio and
+    # special files listed
+    key = cache.cache_key("manifest-v3", [[r["path"], r.get("bytes"), r.get("mtime_ns"), r.get("mode"),
                                            r.get("reason", "")] for r in rows], cache.library_versions("soundfile"))
     # a cache entry with a meta.json recording the table's size and checksum: a shortened or
     # garbled manifest.csv is scanned again, never read back as the data set

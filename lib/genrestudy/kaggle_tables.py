@@ -10,7 +10,8 @@ it is kept in ``segments`` and left out of the features.
 A table saved with pandas' default index has an extra ``Unnamed: 0`` column holding the row
 number; the Kaggle tables are sorted by genre, so that column would give the label away. Such
 index columns (``Unnamed: N``, or integers counting the rows) are dropped, with a logged note.
-A table mixing whole-track rows and segment rows, or giving one track two labels, is refused:
+Labels are text as written, stripped of surrounding spaces (with a warning naming them): a genre
+called ``NA`` or ``null`` is a genre, not a missing value, and ``"rock "`` is rock. A table mixing whole-track rows and segment rows, or giving one track two labels, is refused:
 the two kinds of rows describe different spans of sound (and segment 0 of one would collide
 with the other), and which of two labels is right cannot be guessed.
 """
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from pandas.io.parsers.readers import STR_NA_VALUES
 
 from . import cache
 from .features import FeatureSet
@@ -70,6 +72,8 @@ def read_kaggle_features(path) -> FeatureSet:
     if not path.is_file():
         raise FileNotFoundError(f"features table {path} not found (expected a Kaggle GTZAN features CSV)")
     table = _drop_index_columns(_read_table(path), path.name)
+    if "label" in table.columns:
+        table = _strip_labels(table, path.name)
     missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
     if missing:
         raise ValueError(f"{path.name}: missing column(s) {missing}; expected filename,length,<features>,label, "
@@ -121,7 +125,12 @@ def _check_float32_range(values: np.ndarray, columns: list[str], name: str) -> N
 def _read_table(path: Path) -> pd.DataFrame:
     """The CSV at ``path``; what pandas cannot read is refused in one line naming the file."""
     try:
-        return pd.read_csv(path)
+        # a genre named NA, null or None is a label, not a missing value: pandas' missing-value words
+        # apply to the feature columns only; a blank label or file name is still missing
+        columns = pd.read_csv(path, nrows=0).columns
+        text = [c for c in columns if c in REQUIRED_COLUMNS]
+        na_values = {c: [""] if c in text else sorted(STR_NA_VALUES) for c in columns}
+        return pd.read_csv(path, keep_default_na=False, na_values=na_values, dtype={c: str for c in text})
     except pd.errors.EmptyDataError:
         raise ValueError(f"{path}: empty file, expected a Kaggle GTZAN features CSV "
                          "(a header line filename,length,<features>,label, then rows)") from None
@@ -131,6 +140,20 @@ def _read_table(path: Path) -> pd.DataFrame:
     except pd.errors.ParserError as exc:
         cause = str(exc).strip().splitlines()[0].replace("Error tokenizing data. C error: ", "")
         raise ValueError(f"{path}: not a well-formed CSV table (rows of unequal length?): {cause}") from None
+
+
+def _strip_labels(table: pd.DataFrame, name: str) -> pd.DataFrame:
+    """``table`` with its labels stripped of surrounding spaces (``"rock "`` is the genre rock), with a
+    warning naming them and the genres they joined."""
+    labels = table["label"]
+    padded = sorted({label for label in labels.dropna() if label != label.strip()})
+    if not padded:
+        return table
+    merged = sorted({label.strip() for label in padded} & set(labels.dropna()))
+    log.warning("%s: %d label(s) with spaces around them (%s) were stripped%s", name, len(padded),
+                ", ".join(repr(label) for label in padded[:5]),
+                f"; their rows join the genre(s) {', '.join(merged)} of the same name" if merged else "")
+    return table.assign(label=labels.map(lambda label: label.strip() if isinstance(label, str) else label))
 
 
 def _drop_index_columns(table: pd.DataFrame, name: str) -> pd.DataFrame:

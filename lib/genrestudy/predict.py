@@ -27,12 +27,14 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from . import backbones, cache, device, features
-from .audio import AudioError, load_audio
+from .audio import AudioError
 from .boosterfile import BoosterTextError, check_booster_text
 from .images import ImageParams, mel_images
 from .modelfile import (DEFAULT_MODEL_NAME, ModelFileError, check_payload, default_model_path, load_keras_model, model_destination,
                         model_header, read_header, read_payload, write_model_archive)
-from .segments import ClipTooShortError, minimum_samples, segment_count
+# clip_chunks and stream_clips live beside the segmentation they follow (a file of any length, block by block)
+from .segments import (SILENT_PEAK, ClipTooShortError, clip_chunks, segments_peak,  # noqa: F401
+                       stream_clips)
 
 BOOSTER_ENTRY = "booster.txt"
 
@@ -354,29 +356,6 @@ class Prediction:
                 "segments": self.segments}
 
 
-def clip_chunks(signal: np.ndarray, params: ImageParams) -> Iterator[np.ndarray]:
-    """A signal cut into clips of ``n_segments × segment_seconds``, as training clips were.
-
-    A tail after the last whole clip is yielded when it holds at least one whole segment.
-
-    Raises
-    ------
-    ClipTooShortError
-        The whole signal is shorter than one segment.
-    """
-    clip = params.n_segments * params.segment_samples
-    pad = int(round(params.pad_seconds * params.sample_rate))
-    for start in range(0, max(len(signal), 1), clip):
-        chunk = signal[start:start + clip]
-        if segment_count(len(chunk), n_segments=params.n_segments, segment_samples=params.segment_samples,
-                         pad_samples=pad):
-            yield chunk
-        elif start == 0:
-            least = minimum_samples(n_segments=params.n_segments, segment_samples=params.segment_samples,
-                                    pad_samples=pad)
-            raise ClipTooShortError.of(len(signal), least, params.sample_rate, f"{params.segment_seconds:g} s segment")
-
-
 _NOT_REGULAR = ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
                 (stat.S_ISBLK, "a block device"))
 
@@ -411,7 +390,8 @@ def predict_file(path, model: GenreModel) -> Prediction:
     Raises
     ------
     genrestudy.audio.AudioError
-        The file cannot be decoded, or is not a regular file (a named pipe, a device; one line).
+        The file cannot be decoded, is not a regular file (a named pipe, a device), or is digitally
+        silent (:data:`SILENT_PEAK`; one line). Any length is taken block by block (:func:`stream_clips`).
     IsADirectoryError
         It is a directory.
     genrestudy.segments.ClipTooShortError
@@ -419,8 +399,14 @@ def predict_file(path, model: GenreModel) -> Prediction:
     """
     params = model.image_params
     _check_regular_file(path)
-    signal, _ = load_audio(path, sample_rate=params.sample_rate)
-    proba = np.concatenate([model.clip_probabilities(clip) for clip in clip_chunks(signal, params)])
+    parts, peak = [], 0.0
+    for clip in stream_clips(path, params):
+        peak = max(peak, segments_peak(clip, params))
+        parts.append(model.clip_probabilities(clip))
+    if peak <= SILENT_PEAK:
+        raise AudioError(f"digitally silent: no segment rises above {SILENT_PEAK:.1e} (one 16-bit step, "
+                         "-90 dBFS), so there is no sound to classify")
+    proba = np.concatenate(parts)
     mean = proba.mean(axis=0)
     classes = model.classes
     return Prediction(path=str(path), genre=classes[int(mean.argmax())],

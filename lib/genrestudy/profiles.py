@@ -88,6 +88,10 @@ class ProfileError(RuntimeError):
     """A profile that cannot run here; ``str(err)`` is one line."""
 
 
+class ParameterError(ProfileError):
+    """A parameter value of the wrong type or range (``run_all.sh`` exits 2, before any notebook)."""
+
+
 def default_profile() -> str:
     """``paper`` when GTZAN is in ``data/gtzan``, else ``demo``."""
     gtzan = paths.data_dir() / "gtzan"
@@ -182,6 +186,40 @@ def check_overrides(overrides: dict) -> None:
                            f"known: {', '.join(sorted(known))}")
 
 
+def _same_kind(value, default) -> bool:
+    """Whether a notebook's own parameter ``value`` has the kind of its ``default`` (None: any)."""
+    if default is None:
+        return True
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, int):
+        return isinstance(value, int) and not isinstance(value, bool) or value is None
+    if isinstance(default, float):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, type(default))
+
+
+def check_values(profile: str, overrides: dict) -> None:
+    """Refuse, in one line naming the parameter, a value of the wrong type or range that any notebook
+    would get: the study inputs by :func:`genrestudy.study.value_problems` and :class:`StudyInputs`'
+    own checks, a notebook's own parameter by the kind of its default (``-p n_resamples abc``)."""
+    from .study import StudyInputs
+
+    names = set(StudyInputs.names())
+    for path in sorted(notebooks_dir().glob("[0-9][0-9]_*.ipynb")):
+        params = notebook_parameters(profile, str(path), overrides)
+        shared = {k: v for k, v in params.items() if k in names}
+        try:
+            StudyInputs(**shared)
+        except ValueError as exc:
+            raise ParameterError(f"{exc} (notebook {path.stem})") from None
+        defaults = notebook_defaults(str(path))
+        for name, value in params.items():
+            if name not in names and not _same_kind(value, defaults.get(name)):
+                raise ParameterError(f"invalid parameter {name}={value!r} for {path.stem} (expected a value like "
+                                     f"its default {defaults[name]!r})")
+
+
 def profile_backbones(profile: str) -> list[tuple[str, int | None]]:
     """``(backbone, input_size)`` of every backbone whose ImageNet weights ``profile`` needs at this
     run's scale: the study's backbone and any ``compared_backbones`` (none without ``"imagenet"``)."""
@@ -240,8 +278,10 @@ def main(argv=None) -> int:
             print(default_profile())
         elif len(args) >= 2 and args[0] == "check":
             current_scale()
+            overrides = parse_overrides(args[2:])
+            check_overrides(overrides)
+            check_values(args[1], overrides)
             check_profile(args[1])
-            check_overrides(parse_overrides(args[2:]))
         elif len(args) >= 3 and args[0] == "params":
             print(json.dumps(notebook_parameters(args[1], args[2], parse_overrides(args[3:]))))
         elif len(args) == 3 and args[0] == "budget":
@@ -250,6 +290,9 @@ def main(argv=None) -> int:
             print("usage: python -m genrestudy.profiles default | check PROFILE [-p NAME VALUE ...] | "
                   "params PROFILE NOTEBOOK [-p NAME VALUE ...] | budget PROFILE NOTEBOOK", file=sys.stderr)
             return 2
+    except ParameterError as exc:
+        print(f"run_all.sh: {exc}", file=sys.stderr)
+        return 2
     except ProfileError as exc:
         print(f"run_all.sh: {exc}", file=sys.stderr)
         return 1

@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
-from . import cache
+from . import audio, cache
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -176,3 +176,77 @@ def segment_table(clips: pd.DataFrame) -> pd.DataFrame:
         "path": np.repeat(used["path"].to_numpy(), counts),
         "signal_row": np.repeat(used["signal_row"].to_numpy(), counts),
     })
+
+
+# ---------------------------------------------------------------- a file of any length, clip by clip
+
+def clip_chunks(signal: np.ndarray, params) -> Iterator[np.ndarray]:
+    """A signal cut into clips of ``n_segments × segment_seconds``, as training clips were.
+
+    A tail after the last whole clip is yielded when it holds at least one whole segment.
+
+    Raises
+    ------
+    ClipTooShortError
+        The whole signal is shorter than one segment.
+    """
+    clip = params.n_segments * params.segment_samples
+    pad = int(round(params.pad_seconds * params.sample_rate))
+    for start in range(0, max(len(signal), 1), clip):
+        chunk = signal[start:start + clip]
+        if segment_count(len(chunk), n_segments=params.n_segments, segment_samples=params.segment_samples,
+                         pad_samples=pad):
+            yield chunk
+        elif start == 0:
+            least = minimum_samples(n_segments=params.n_segments, segment_samples=params.segment_samples,
+                                    pad_samples=pad)
+            raise ClipTooShortError.of(len(signal), least, params.sample_rate, f"{params.segment_seconds:g} s segment")
+
+
+def stream_clips(path, params) -> Iterator[np.ndarray]:
+    """The clips :func:`clip_chunks` cuts from a file's signal, decoded block by block
+    (:func:`genrestudy.audio.open_audio`): memory holds a block and a clip, whatever the file's length.
+
+    Raises
+    ------
+    genrestudy.audio.AudioError
+        The file cannot be decoded.
+    ClipTooShortError
+        The whole file is shorter than one segment.
+    """
+    clip = params.n_segments * params.segment_samples
+    pending, held, yielded = [], 0, False
+    for block in audio.open_audio(path, sample_rate=params.sample_rate):
+        pending.append(block)
+        held += len(block)
+        if held < clip:
+            continue
+        joined = np.concatenate(pending) if len(pending) > 1 else pending[0]
+        whole = len(joined) // clip
+        for k in range(whole):
+            yield joined[k * clip:(k + 1) * clip]
+        yielded = True
+        pending = [joined[whole * clip:].copy()]  # a copy: the joined block is freed
+        held = len(pending[0])
+    tail = np.concatenate(pending) if pending else np.zeros(0, np.float32)
+    if not yielded:
+        yield from clip_chunks(tail, params)  # the whole file is this tail: it says when it is too short
+    elif _segments_in(len(tail), params):  # a tail after whole clips counts when it holds a segment
+        yield tail
+
+
+#: Largest peak of a segment called digitally silent: one step of 16-bit audio (-90 dBFS). A mel
+#: image is scaled to its segment's loudest bin, so silence (or dither) would still be "classified".
+SILENT_PEAK = 2.0 ** -15
+
+
+def _segments_in(n_samples: int, params) -> int:
+    return segment_count(n_samples, n_segments=params.n_segments, segment_samples=params.segment_samples,
+                         pad_samples=int(round(params.pad_seconds * params.sample_rate)))
+
+
+def segments_peak(chunk: np.ndarray, params) -> float:
+    """Largest |sample| of the whole segments of one clip (the samples its images are made of)."""
+    k = _segments_in(len(chunk), params)
+    used = chunk[:k * params.segment_samples]
+    return float(np.abs(used).max()) if len(used) else 0.0

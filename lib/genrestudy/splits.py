@@ -4,13 +4,19 @@
   Segments of one track land on both sides, so a test segment's neighbours were trained
   on (leakage).
 * ``track``: the same proportions over tracks, stratified by genre; every segment follows
-  its track, so no track is on two sides.
+  its track, so no track is on two sides. Tracks whose files hold identical bytes (GTZAN has
+  exact repeats, some under two genres) are one group and land on one side together
+  (:func:`content_groups`).
 * ``filtered``: tracks assigned by list files such as the fault-filtered, artist-conditional
   split of Kereliuk, Sturm & Larsen (2015): ``{train,valid,test}_filtered.txt``.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+from collections import defaultdict
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +48,82 @@ def _three_way(items: pd.DataFrame, stratify: str, fractions, seed: int) -> pd.S
     out.loc[valid_idx] = "valid"
     out.loc[test_idx] = "test"
     return out
+
+
+#: bytes hashed first to tell files of one size apart; only files whose heads agree are hashed whole
+_HEAD_BYTES = 1 << 16
+
+
+@lru_cache(maxsize=None)
+def _digest(path: str, size: int, mtime_ns: int, head_only: bool) -> str:
+    """SHA-256 of a file's first :data:`_HEAD_BYTES` (``head_only``) or of all of it; memoised by
+    the file's size and modification time, so the splits of one run hash each file once."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        if head_only:
+            digest.update(fh.read(_HEAD_BYTES))
+        else:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def _same_content(paths: dict) -> list[list]:
+    """Groups (of two or more keys of ``paths``, key → file) whose files hold identical bytes.
+
+    Files are compared by size, then by a hash of their head, then by a hash of all their bytes,
+    so a data set of distinct files costs one ``stat`` each and a small read at most. A file that
+    cannot be read (a Kaggle table names files it does not ship) is in no group.
+    """
+    candidates = defaultdict(list)
+    for key, path in paths.items():
+        try:
+            info = os.stat(path)
+        except (OSError, ValueError):
+            continue
+        candidates[info.st_size].append((key, str(path), info.st_mtime_ns))
+    for head_only in (True, False):
+        regrouped = defaultdict(list)
+        for size, members in candidates.items():
+            if len(members) < 2:
+                continue
+            for key, path, mtime in members:
+                try:
+                    regrouped[(size, _digest(path, size, mtime, head_only))].append((key, path, mtime))
+                except OSError:
+                    continue
+        candidates = regrouped
+    return [[key for key, _, _ in members] for members in candidates.values() if len(members) > 1]
+
+
+def content_groups(segments: pd.DataFrame) -> pd.Series:
+    """Track id → the id of its group: tracks whose audio files hold identical bytes share one group.
+
+    The groups are the connected components of "same track id or same bytes" (a union-find,
+    :func:`scipy.sparse.csgraph.connected_components`), so a repeat of a repeat joins too. Each group
+    is named by its first track in ``segments`` order; without a ``path`` column every track is its own.
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    tracks = pd.unique(segments["track_id"])
+    position = {track: n for n, track in enumerate(tracks)}
+    if "path" not in segments:
+        return pd.Series(tracks, index=tracks)
+    files = segments.drop_duplicates("path")
+    # one file per track and path; a track with several files links them all
+    by_path = dict(zip(files["path"], files["track_id"]))
+    edges = [(position[by_path[a]], position[by_path[b]]) for group in _same_content(
+        {path: path for path in by_path}) for a, b in zip(group, group[1:])]
+    edges += [(position[t], position[u]) for t, u in zip(files["track_id"], files.groupby("track_id")["track_id"]
+                                                            .transform("first"))]
+    rows, cols = (np.array(side, dtype=np.int64) for side in zip(*edges)) if edges else (np.zeros(0, int),) * 2
+    graph = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(tracks), len(tracks)))
+    _, component = connected_components(graph, directed=False)
+    first = {}
+    for track, label in zip(tracks, component):
+        first.setdefault(label, track)
+    return pd.Series([first[label] for label in component], index=tracks)
 
 
 def read_split_lists(lists_dir, *, suffix: str = "filtered") -> pd.Series:
@@ -102,7 +184,13 @@ def make_split(segments: pd.DataFrame, protocol: str, *, seed: int = 0,
         return _three_way(segments, "label", fractions, seed)
     tracks = segments.drop_duplicates("track_id").set_index("track_id")[["label"]]
     if protocol == "track":
-        per_track = _three_way(tracks, "label", fractions, seed)
+        group = content_groups(segments)
+        # one row per group (its first track, so without repeats this is the plain split of tracks)
+        groups = tracks.loc[group.unique()]
+        shared = int((group != group.index).sum())
+        if shared:
+            log.info("track split: %d tracks repeat another's audio bytes and follow it to its side", shared)
+        per_track = group.map(_three_way(groups, "label", fractions, seed))
     else:
         if lists_dir is None:
             raise ValueError("the 'filtered' protocol needs lists_dir, the folder of its list files")

@@ -115,7 +115,11 @@ class StudyInputs:
     def __post_init__(self):
         from .splits import PROTOCOLS
 
-        object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))
+        problems = value_problems(self)
+        if problems:  # a wrong type or range: the checks below would fail on it in their own words
+            raise ValueError("invalid study inputs: " + "; ".join(problems))
+        seeds = (self.seeds,) if isinstance(self.seeds, int) else self.seeds
+        object.__setattr__(self, "seeds", tuple(int(s) for s in seeds))
         if self.retrain_rounds is None:
             object.__setattr__(self, "retrain_rounds", self.num_boost_round)
         problems = _backbone_comparison_problems(self)
@@ -179,6 +183,105 @@ class StudyInputs:
     def key(self) -> str:
         """A hash of every input (names a run; caches use the narrower keys of each step)."""
         return cache.cache_key("study-inputs", self.as_dict())
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return (_is_int(value) or isinstance(value, float)) and value == value and abs(value) != float("inf")
+
+
+def _int_in(low: int, high: int):
+    return (lambda v: _is_int(v) and low <= v <= high, f"an integer from {low} to {high}")
+
+
+def _ints_in(low, high, cast=_is_int, what="integers"):
+    """A list of values (or one value) each passing ``cast`` within [low, high]."""
+    def check(v):
+        items = [v] if cast(v) else v
+        return (isinstance(items, (list, tuple)) and len(items) > 0
+                and all(cast(x) and low <= x <= high for x in items))
+    return check, f"a non-empty list of {what} from {low} to {high} (e.g. [{low}])"
+
+
+def _one_of(*allowed):
+    return (lambda v: v in allowed, "one of " + ", ".join(repr(a) for a in allowed))
+
+
+def _text(v) -> bool:
+    return isinstance(v, str) and bool(v.strip()) and "\n" not in v
+
+
+_SEED = _int_in(0, 2 ** 32 - 1)
+_ROUNDS = _int_in(1, 1_000_000)
+
+
+def _schema() -> dict:
+    """Each input's check of its value and what it expects, in words (types, ranges, allowed values)."""
+    from .backbones import BACKBONES, MUSIC_TAGGERS
+    from .device import INFERENCE_PRECISIONS
+    from .splits import PROTOCOLS
+
+    return {
+        "data": (_text, "'auto', 'demo', 'gtzan' or a folder"),
+        "demo_clips_per_genre": _int_in(1, 1000), "demo_seed": _SEED,
+        # a clip of at most 10 minutes: the signal cache holds every clip's segments at 22050 Hz
+        "n_segments": _int_in(1, 200),
+        "segment_seconds": (lambda v: _is_number(v) and 0.1 <= v <= 60, "a number of seconds from 0.1 to 60"),
+        "n_fft": _int_in(16, 65536), "hop_length": _int_in(1, 65536), "n_mels": _int_in(1, 1024),
+        "image_size": _int_in(8, 2048),
+        "protocol": _one_of(*PROTOCOLS), "split_seed": _SEED, "split_lists_dir": (lambda v: isinstance(v, str),
+                                                                                 "a folder, 'auto' or ''"),
+        "backbone": _one_of(*BACKBONES),
+        "weights": (lambda v: v is None or _text(v), "None, 'imagenet' or a weights file"),
+        "input_size": (lambda v: v is None or (_is_int(v) and 8 <= v <= 2048), "None or an integer from 8 to 2048"),
+        "precision": _one_of(*INFERENCE_PRECISIONS), "seed": _SEED,
+        "search_mode": _one_of("exhaustive", "halving"), "budget": _ROUNDS, "num_boost_round": _ROUNDS,
+        "early_stopping_rounds": (lambda v: v is None or (_is_int(v) and 1 <= v <= 1_000_000),
+                                  "None or an integer from 1 to 1000000"),
+        "retrain_rounds": _ROUNDS, "retrain_seed": _SEED, "seeds": _ints_in(0, 2 ** 32 - 1),
+        "max_bin": _int_in(2, 65535), "random_learning_rate": _one_of("log-uniform", "uniform"),
+        # the end-to-end training profile's name (checked against genrestudy.endtoend.PROFILES where
+        # training starts: importing it here would import Keras before the first notebook)
+        "profile": (_text, "an end-to-end training profile's name"),
+        "compared_backbones": (lambda v: isinstance(v, (str, list, tuple)) and len(v) > 0 and all(
+            isinstance(x, str) and (x in BACKBONES or x in MUSIC_TAGGERS) for x in ([v] if isinstance(v, str) else v)),
+            "a non-empty list of names from " + ", ".join([*BACKBONES, *MUSIC_TAGGERS])),
+        "compared_input_sizes": _ints_in(8, 2048), "head_batch_sizes": _ints_in(1, 65536),
+        "head_learning_rates": _ints_in(1e-8, 10.0, cast=_is_number, what="numbers"),
+        "compared_search_budget": (lambda v: v is None or (_is_int(v) and 1 <= v <= 1_000_000),
+                                   "None or an integer from 1 to 1000000"),
+    }
+
+
+def value_problems(inputs) -> list[str]:
+    """One phrase per input whose value has the wrong type or range (``name=value (expected ...)``).
+
+    ``inputs`` is a :class:`StudyInputs` or a dict of some of its names (``profiles check`` passes
+    a run's parameters, before any notebook starts).
+    """
+    values = inputs if isinstance(inputs, dict) else {f.name: getattr(inputs, f.name) for f in fields(inputs)}
+    schema, problems = _schema(), []
+    for name, value in values.items():
+        if name not in schema:
+            continue
+        check, expected = schema[name]
+        try:
+            ok = bool(check(value))
+        except TypeError:
+            ok = False
+        if not ok:
+            shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+            problems.append(f"{name}={shown} (expected {expected})")
+    if not problems and {"n_segments", "segment_seconds"} <= set(values):
+        if values["n_segments"] * values["segment_seconds"] > 600:
+            problems.append(f"n_segments={values['n_segments']} x segment_seconds={values['segment_seconds']} "
+                            "(expected clips of at most 600 s)")
+    if not problems and {"hop_length", "n_fft"} <= set(values) and values["hop_length"] > values["n_fft"]:
+        problems.append(f"hop_length={values['hop_length']} (expected at most n_fft={values['n_fft']})")
+    return problems
 
 
 def _backbone_comparison_problems(inputs: StudyInputs) -> list[str]:
