@@ -226,13 +226,13 @@ class _Recorder:
 def test_the_first_json_line_arrives_before_the_second_file_is_decoded(files, tmp_path, monkeypatch):
     songs = [write_audio(tmp_path / f"song{i:02d}.wav", seconds=1.2, freq=200.0 + 20 * i, seed=i) for i in range(20)]
     events = []
-    decode = predict.load_audio
+    decode = predict.stream_clips  # each file is decoded block by block as its clips are asked for
 
-    def recording_decode(path, **kwargs):
+    def recording_decode(path, params):
         events.append(("decode", str(path)))
-        return decode(path, **kwargs)
+        yield from decode(path, params)
 
-    monkeypatch.setattr(predict, "load_audio", recording_decode)
+    monkeypatch.setattr(predict, "stream_clips", recording_decode)
     monkeypatch.setattr(sys, "stdout", _Recorder(events))
     assert cli.main(["predict", *map(str, songs), "--model", str(files["e2e"]), "--json"]) == 0
     kinds = [kind for kind, _ in events]

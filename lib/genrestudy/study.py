@@ -241,7 +241,8 @@ def _schema() -> dict:
         "search_mode": _one_of("exhaustive", "halving"), "budget": _ROUNDS, "num_boost_round": _ROUNDS,
         "early_stopping_rounds": (lambda v: v is None or (_is_int(v) and 1 <= v <= 1_000_000),
                                   "None or an integer from 1 to 1000000"),
-        "retrain_rounds": _ROUNDS, "retrain_seed": _SEED, "seeds": _ints_in(0, 2 ** 32 - 1),
+        # None: num_boost_round (a retrained row differs from the selected one by its seed only)
+        "retrain_rounds": (lambda v: v is None or _ROUNDS[0](v), "None or " + _ROUNDS[1]), "retrain_seed": _SEED, "seeds": _ints_in(0, 2 ** 32 - 1),
         "max_bin": _int_in(2, 65535), "random_learning_rate": _one_of("log-uniform", "uniform"),
         # the end-to-end training profile's name (checked against genrestudy.endtoend.PROFILES where
         # training starts: importing it here would import Keras before the first notebook)
