@@ -125,3 +125,9 @@ def test_smoke_scale_cuts_seeds_and_shrinks_only_what_the_profile_sets(monkeypat
     # the paper profile gets no compared backbones from the smoke scale (it compares none)
     assert "compared_backbones" not in profiles.notebook_parameters("paper", "09_results", scale="smoke")
     assert profiles.notebook_parameters("audit", "09_results", scale="smoke")["compared_backbones"] == ["MobileNetV2"]
+
+
+def test_demo_budgets_fit_the_whole_demos_fifteen_minutes():
+    stems = {p.stem[:2] for p in profiles.notebooks_dir().glob("[0-9][0-9]_*.ipynb")}
+    assert set(profiles.DEMO_BUDGET_SECONDS) == stems
+    assert sum(profiles.DEMO_BUDGET_SECONDS.values()) <= profiles.DEMO_TOTAL_BUDGET_SECONDS == 900
