@@ -5,13 +5,18 @@
 #   ./run_all.sh lab      JupyterLab on the notebooks, with the project's environment
 #   ./run_all.sh clean    remove the cache entries the study wrote (data/cache) and say how much they held
 #   ./run_all.sh pin      record the exact package versions of .venv in constraints/ (after tests pass)
-#   ./run_all.sh [--profile demo|paper] [-p NAME VALUE ...] [NN ...]
+#   ./run_all.sh [--profile demo|paper|audit] [-p NAME VALUE ...] [NN ...]
 #                         a profile (default: paper when data/gtzan exists, else demo), parameters
 #                         given to every notebook that has them (e.g. -p n_mels 96), and
-#                         optionally only the notebooks numbered NN (e.g. 03), same parameters
+#                         optionally only the notebooks numbered NN (e.g. 03), same parameters;
+#                         demo: synthetic data, minutes; paper: the paper's experiments only (one
+#                         seed, its split, Table 2's searches, end-to-end ResNet-50, Table 8);
+#                         audit: everything the study adds (seeds, protocols, every method and
+#                         extractor, neighbouring studies 05-07). Each prints what it leaves out.
 #   ./run_all.sh --weights PATH ...   ImageNet weights from a local file or folder instead of
 #                         Keras's download (also GENRESTUDY_WEIGHTS=PATH)
-#   ./run_all.sh --profile paper --plan   print each notebook's work and its estimated duration here
+#   ./run_all.sh --profile paper --plan [--cores N] [--gpu] [--workers N]
+#                         each notebook's work and estimated duration, here or on a named machine
 #   ./run_all.sh --profile paper --scale smoke   every notebook at toy budgets (the wiring's test)
 #   ./run_all.sh --scheduler tcp://HOST:8786 ...  the searches and Table 7's method fits on that Dask
 #                         cluster (also GENRESTUDY_SCHEDULER=ADDRESS; README: what the workers need)
@@ -63,10 +68,10 @@ setup() {
 }
 
 run_study() {
-    local profile="" selected=() overrides=() plan=""
+    local profile="" selected=() overrides=() plan="" machine=()
     while [ $# -gt 0 ]; do
         case "$1" in
-            --profile) profile="${2:?--profile needs demo or paper}"; shift 2 ;;
+            --profile) profile="${2:?--profile needs demo, paper or audit}"; shift 2 ;;
             --profile=*) profile="${1#--profile=}"; shift ;;
             --weights) [ -e "${2:?--weights needs a file or folder}" ] ||
                     { echo "run_all.sh: --weights $2: no such file or folder" >&2; exit 2; }
@@ -76,13 +81,16 @@ run_study() {
             --scale) export GENRESTUDY_SCALE="${2:?--scale needs full or smoke}"; shift 2 ;;
             --plan) plan=1; shift ;;
             --scheduler) export GENRESTUDY_SCHEDULER="${2:?--scheduler needs an address such as tcp://host:8786}"; shift 2 ;;
+            --cores|--workers) machine+=("$1" "${2:?$1 needs a number}"); shift 2 ;;
+            --gpu) machine+=(--gpu); shift ;;
             [0-9][0-9]) selected+=("$1"); shift ;;
-            *) echo "run_all.sh: unknown argument '$1' (expected --profile demo|paper, -p NAME VALUE, --weights PATH, --scale full|smoke, --plan, --scheduler ADDRESS, or notebook numbers like 03)" >&2; exit 2 ;;
+            *) echo "run_all.sh: unknown argument '$1' (expected --profile demo|paper|audit, -p NAME VALUE, --weights PATH, --scale full|smoke, --plan [--cores N] [--gpu] [--workers N], --scheduler ADDRESS, or notebook numbers like 03)" >&2; exit 2 ;;
         esac
     done
     [ -n "$profile" ] || profile=$("$PY" -m genrestudy.profiles default)
     # the plan needs neither GTZAN nor the weights: it says what it assumes in their absence
-    if [ -n "$plan" ]; then "$PY" -m genrestudy.plan "$profile" "${overrides[@]}"; return; fi
+    if [ -n "$plan" ]; then "$PY" -m genrestudy.plan "$profile" "${machine[@]}" "${overrides[@]}"; return; fi
+    [ ${#machine[@]} -eq 0 ] || { echo "run_all.sh: --cores, --gpu and --workers go with --plan" >&2; exit 2; }
     # every value checked (type, range, allowed values) before the first notebook: exit 2 on a bad one
     "$PY" -m genrestudy.profiles check "$profile" "${overrides[@]}" || exit $?
     local number
@@ -98,6 +106,9 @@ run_study() {
     local out=build/executed/$profile${GENRESTUDY_SCALE:+-$GENRESTUDY_SCALE}
     mkdir -p "$out"
     echo "== profile: $profile${GENRESTUDY_SCALE:+ (scale $GENRESTUDY_SCALE)}"
+    "$PY" -m genrestudy.profiles describe "$profile" | sed 's/^/== /'
+    # the tables say which profile made them (genrestudy.reports reads it)
+    export GENRESTUDY_PROFILE="$profile"
     # which device the study will use (and, for the paper profile on a CPU, a measured warning)
     "$PY" -m genrestudy.stack device "$profile" | sed 's/^/== /'
     local started=$SECONDS
@@ -108,8 +119,10 @@ run_study() {
         if [ ${#selected[@]} -gt 0 ] && [[ ! " ${selected[*]} " == *" ${name:0:2} "* ]]; then
             continue
         fi
+        local t0=$SECONDS budget skip
+        skip=$("$PY" -m genrestudy.profiles left-out "$profile" "$nb")
+        if [ -n "$skip" ]; then echo "== $name: skipped: $skip"; continue; fi
         echo "== $name"
-        local t0=$SECONDS budget
         budget=$("$PY" -m genrestudy.profiles budget "$profile" "$nb")
         # executed copies get one line per step: no progress bars (tqdm reads TQDM_DISABLE), no
         # TensorFlow start-up chatter; the console and JupyterLab keep their bars
@@ -169,6 +182,6 @@ case "${1:-study}" in
         # Jupyter refuses root without --allow-root (containers often run as root)
         [ "$(id -u)" = 0 ] && set -- --allow-root "$@"
         exec "$VENV/bin/jupyter" lab notebooks "$@" ;;
-    -h|--help|help) sed -n '2,17p' "$0" | sed 's/^# //' ;;
+    -h|--help|help) sed -n '2,22p' "$0" | sed 's/^# //' ;;
     *) echo "run_all.sh: unknown command '$1' (expected: test, lab, clean, pin, or nothing)" >&2; exit 2 ;;
 esac

@@ -141,7 +141,7 @@ def test_backbone_methods_take_part_in_table7_only_for_compared_backbones():
     else:
         assert left_out == {k for m in backbones.MUSIC_TAGGERS for k in musicnn_methods.method_keys(m)}
     assert len(methods.registered(paper)) > len(keys)
-    assert profiles.PAPER_INPUTS["compared_backbones"] == list(everything)
+    assert profiles.AUDIT_INPUTS["compared_backbones"] == list(everything)
 
 
 def test_a_music_tagger_is_a_compared_extractor_and_its_methods_follow_the_list():

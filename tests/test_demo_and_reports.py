@@ -88,3 +88,20 @@ def test_atomic_outputs_get_ordinary_permissions(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert target.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_each_table_and_the_index_name_the_profile_that_made_it(study_dirs, monkeypatch):
+    import pandas as pd
+
+    from genrestudy import reports
+
+    monkeypatch.delenv(reports.PROFILE_ENV, raising=False)
+    reports.save_table("table_alone", pd.DataFrame({"a": [1]}))
+    monkeypatch.setenv(reports.PROFILE_ENV, "paper")
+    monkeypatch.setenv(reports.SCALE_ENV, "smoke")
+    reports.save_table("table_paper", pd.DataFrame({"a": [1]}))
+    assert "Made by the `paper` profile of ./run_all.sh at scale smoke." in (
+        study_dirs["results"] / "table_paper.md").read_text()
+    index = reports.write_results_index().read_text()
+    assert "- [table_paper](table_paper.md): the `paper` profile of ./run_all.sh at scale smoke" in index
+    assert "- [table_alone](table_alone.md): a notebook run on its own" in index

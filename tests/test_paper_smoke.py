@@ -1,5 +1,8 @@
-"""The paper profile end to end, at toy budgets: ``./run_all.sh --profile paper --scale smoke``.
+"""The paper and audit profiles end to end, at toy budgets: ``./run_all.sh --profile paper --scale smoke``
+and ``--profile audit --scale smoke`` (the two run side by side on the test command's two workers).
 
+The paper profile runs the paper's notebooks only (01-04, 08, 09: one seed, the paper protocol, the
+paper's five methods in Table 7); the audit profile runs every notebook under every protocol.
 A small synthetic data set in GTZAN's layout, under real GTZAN file names taken from the
 filtered split lists (so the ``filtered`` protocol finds its tracks: a few per genre and
 split), a random-init ResNet-50 saved where the profile looks for ImageNet's weights (a
@@ -20,7 +23,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from genrestudy import backbones, demo, paths, profiles, reports
+from genrestudy import backbones, demo, paths, profiles, reports, splits
 from genrestudy.splits import SPLITS
 
 pytestmark = pytest.mark.slow  # every notebook in a fresh kernel: a few minutes
@@ -60,14 +63,14 @@ def lay_out_gtzan(root: Path, lists_dir: Path) -> int:
     return n
 
 
-def random_weights_as_imagenet(keras_home: Path) -> list[Path]:
+def random_weights_as_imagenet(keras_home: Path, profile: str = "paper") -> list[Path]:
     """Random-init no-top weights, in Keras's legacy .h5 format under ImageNet's file names, of every
-    backbone the paper profile uses at smoke scale (at every input size it asks for)."""
+    backbone ``profile`` uses at smoke scale (at every input size it asks for)."""
     import h5py
     import keras
     from keras.src.legacy.saving import legacy_h5_format
 
-    inputs = {**profiles.PAPER_INPUTS, **profiles.SMOKE_INPUTS}
+    inputs = profiles.profile_settings(profile, "smoke")[0]
     names = dict.fromkeys([inputs.get("backbone", "ResNet50"), *inputs.get("compared_backbones", ())])
     written = []
     for name in names:
@@ -85,36 +88,46 @@ def random_weights_as_imagenet(keras_home: Path) -> list[Path]:
     return written
 
 
-def saved_ids() -> set[str]:
-    """The figure and table ids the notebooks save (string literals ``fig…``/``table…`` in their code)."""
+def run_notebooks(profile: str) -> list[Path]:
+    """The notebooks ``profile`` runs (the others it leaves out, with a line saying why)."""
+    return [p for p in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")) if not profiles.left_out(profile, p.stem)]
+
+
+def saved_ids(profile: str = "audit") -> set[str]:
+    """The figure and table ids the notebooks ``profile`` runs save (string literals ``fig…``/``table…`` in their code)."""
     ids = set()
-    for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+    for path in run_notebooks(profile):
         cells = json.loads(path.read_text())["cells"]
         code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
         ids |= set(re.findall(r"""["']((?:fig|table)[0-9a-z_]*)["']""", code))
     return ids
 
 
-def test_paper_profile_runs_every_notebook_at_smoke_scale(tmp_path):
+@pytest.mark.parametrize("profile", ["paper", "audit"])
+def test_profile_runs_its_notebooks_at_smoke_scale(tmp_path, profile):
     lists_dir = paths.shared_data_dir() / "gtzan_splits"
     if not (lists_dir / "train_filtered.txt").is_file():
-        pytest.skip(f"GTZAN's filtered split lists not found in {lists_dir}")
+        lists_dir = splits.BUNDLED_LISTS_DIR   # a fresh clone: the copy bundled with the package
     data, figures, results = tmp_path / "data", tmp_path / "figures", tmp_path / "results"
     n_clips = lay_out_gtzan(data / "gtzan", lists_dir)
     assert n_clips == 10 * len(SPLITS) * TRACKS_PER_GENRE_AND_SPLIT
-    assert (tmp_path / "keras" / "models" / RESNET50_FILE) in random_weights_as_imagenet(tmp_path / "keras")
+    assert (tmp_path / "keras" / "models" / RESNET50_FILE) in random_weights_as_imagenet(tmp_path / "keras", profile)
     env = {**os.environ, "GENRESTUDY_DATA": str(data), "GENRESTUDY_FIGURES": str(figures),
            "GENRESTUDY_RESULTS": str(results), "KERAS_HOME": str(tmp_path / "keras")}
     for name in ("GENRESTUDY_CACHE", "GENRESTUDY_WEIGHTS", "GENRESTUDY_SCALE"):
         env.pop(name, None)
-    run = subprocess.run([str(ROOT / "run_all.sh"), "--profile", "paper", "--scale", "smoke"], cwd=ROOT, env=env,
+    run = subprocess.run([str(ROOT / "run_all.sh"), "--profile", profile, "--scale", "smoke"], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=1500)
     assert run.returncode == 0, f"{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
-    assert "== profile: paper (scale smoke)" in run.stdout
+    assert f"== profile: {profile} (scale smoke)" in run.stdout
+    assert f"== profile {profile}: " in run.stdout   # what it runs and leaves out, in its first lines
     ran = re.findall(r"^== (\d\d_\w+)\.ipynb$", run.stdout, re.M)
-    assert ran == [p.stem for p in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))]
+    assert ran == [p.stem for p in run_notebooks(profile)]
+    skipped = re.findall(r"^== (\d\d_\w+)\.ipynb: skipped: ", run.stdout, re.M)
+    assert skipped == ([] if profile == "audit" else ["05_knn_genetic", "06_six_networks", "07_backbones"])
 
-    expected = saved_ids() | {f"table07_{p}" for p in ("paper", "track", "filtered")}
+    protocols = ["paper"] if profile == "paper" else ["paper", "track", "filtered"]
+    expected = saved_ids(profile) | {f"table07_{p}" for p in protocols}
     missing = sorted(i for i in expected
                      if not (figures / f"{i}.png").is_file() and not (results / f"{i}.csv").is_file())
     assert not missing, f"not written: {missing}"
@@ -128,16 +141,23 @@ def test_paper_profile_runs_every_notebook_at_smoke_scale(tmp_path):
         assert (frame.loc[restated, "data"] == reports.REPORTED_NOTE).all(), f"{csv.name}: a restated row stamped ours"
         assert (frame.loc[~restated, "data"] == reports.SYNTHETIC_NOTE).all(), f"{csv.name}: a row of ours unstamped"
         assert (~restated).any(), f"{csv.name} has no row of ours"
-        assert reports.SYNTHETIC_NOTE in (results / f"{csv.stem}.md").read_text(), f"{csv.stem}.md is not stamped"
+        table_md = (results / f"{csv.stem}.md").read_text()
+        assert reports.SYNTHETIC_NOTE in table_md, f"{csv.stem}.md is not stamped"
+        assert f"the `{profile}` profile of ./run_all.sh at scale smoke" in table_md, f"{csv.stem}.md: no profile"
     # the paper's own rows in the compact Table 7 are restated, and stamped so
     compact = pd.read_csv(results / "table07_paper.csv")
     assert reports.is_restated(compact["source"]).sum() >= 5
     assert str(tmp_path) not in (results / "README.md").read_text()  # no machine paths in what is published
+    assert f"the `{profile}` profile of ./run_all.sh at scale smoke" in (results / "README.md").read_text()
     for svg in sorted(figures.glob("*.svg")):
         assert reports.SYNTHETIC_NOTE in svg.read_text(), f"{svg.name} is not stamped"
     # the run's inputs reached the notebooks: the searches ran at the smoke budget on the paper's protocol
     per_seed = pd.read_csv(results / "table_grid_vs_random_per_seed.csv")
-    assert sorted(per_seed["seed"].unique()) == [0, 1] and set(per_seed["mode"]) == {"halving"}
+    assert sorted(per_seed["seed"].unique()) == ([0] if profile == "paper" else [0, 1])
+    assert set(per_seed["mode"]) == {"halving"}
     assert (per_seed["n_fits"] > 0).all() and np.isfinite(per_seed["test_accuracy"]).all()
     metrics = pd.read_csv(results / "table07_test_metrics.csv")
-    assert {"paper", "track", "filtered"} <= set(metrics["protocol"])
+    assert set(protocols) == set(metrics["protocol"])
+    keys = set(metrics["key"])
+    paper_methods = {"hybrid_grid", "hybrid_random", "end_to_end", "retrained_grid", "retrained_random"}
+    assert (keys == paper_methods) if profile == "paper" else (keys > paper_methods)

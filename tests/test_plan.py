@@ -7,6 +7,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from genrestudy import backbones, plan, profiles, search
@@ -32,35 +33,58 @@ def test_paper_plan_counts_every_search_once_and_assumes_gtzan(study_dirs):
     assert size.assumed and size.clips == plan.GTZAN_CLIPS
     stems = [w.notebook for w in works]
     assert stems == [p.stem for p in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))]
-    # notebook 03: 5 seeds x grid and random on the paper protocol; notebook 09: grid and random on
-    # three protocols at the first seed, the paper protocol's two read from 03's cache
+    # notebook 03: one seed, grid and random on the paper protocol; notebook 09: the paper protocol only,
+    # its two searches read from 03's cache
     per_search = 227_448
-    inputs = profiles.PAPER_INPUTS
-    # neighbouring study 3: a Random Search of compared_search_budget draws per compared image backbone
-    # and input size (a music tagger: its own input only), in notebook 07 (its protocol, the paper's)
-    # and under each protocol of Table 7 (the paper protocol's read from 07's cache)
-    compared = inputs.get("compared_backbones", ())
-    taggers = [b for b in compared if b in backbones.MUSIC_TAGGERS]
-    pairs = (len(compared) - len(taggers)) * len(inputs.get("compared_input_sizes", ())) + len(taggers)
-    per_compared = plan.search_rounds(inputs.get("compared_search_budget") or inputs["budget"], mode="halving",
-                                      num_boost_round=2000)[1]
-    has_07 = "07_backbones" in stems
-    distinct = 10 + 4 + pairs * (3 if has_07 else 0)
-    run_rounds = 14 * per_search + pairs * (3 if has_07 else 0) * per_compared
-    asked_rounds = 16 * per_search + pairs * (4 if has_07 else 0) * per_compared
-    assert len(ledger.seen) == distinct
-    assert ledger.asked_rounds == asked_rounds and ledger.run_rounds == run_rounds
+    assert len(ledger.seen) == 2
+    assert ledger.run_rounds == 2 * per_search and ledger.asked_rounds == 4 * per_search
     by_stem = {w.notebook[:2]: w for w in works}
-    refits_03 = 2 * 5 * 2000 + 2 * 2000
-    assert by_stem["03"].units["boosting_round"] == 10 * per_search + refits_03
+    refits_03 = 2 * 1 * 2000 + 2 * 2000
+    assert by_stem["03"].units["boosting_round"] == 2 * per_search + refits_03
     assert any("2 searches reused from the cache" in line for line in by_stem["09"].lines)
-    text = plan.format_plan("paper", size, works, ledger, None, cores=16)
-    assert "ASSUMED: GTZAN's 1,000 clips" in text
-    # 03's refits and retrains, Table 8's fit, 09's per protocol, and each backbone search's winner refitted
-    backbone_refits = len(compared) * 2000 * (4 if has_07 else 0)
-    other = refits_03 + 2000 + 3 * (2 * 2000 + 2 * 2000) + backbone_refits
-    assert f"at most {run_rounds + other:,} ({distinct} distinct searches {run_rounds:,}" in text
-    assert f"{asked_rounds + other:,} if every notebook ran its own searches" in text
+    # the neighbouring studies are left out, and say so
+    for stem in ("05", "06", "07"):
+        assert not by_stem[stem].units and "left out of the paper profile" in by_stem[stem].lines[0]
+    text = plan.format_plan("paper", size, works, ledger, None, plan.Machine(16))
+    assert "ASSUMED: GTZAN's 1,000 clips" in text and text.startswith("profile paper: the paper's experiments only")
+    other = refits_03 + 2000 + (2 * 2000 + 2 * 2000)   # 03's refits and retrains, Table 8's fit, 09's
+    rounds = 2 * per_search + other
+    assert f"at most {rounds:,} (2 distinct searches {2 * per_search:,}" in text
+    # the issue's target: the paper profile trains at most 0.6 M boosting rounds
+    assert rounds <= 600_000
+    assert f"{6561 * 2000 * 2:,} rounds for the searches instead of {2 * per_search:,}" in text
+
+
+def test_audit_plan_counts_every_notebook_and_method(study_dirs):
+    size, works, ledger = plan.plan("audit")
+    by_stem = {w.notebook[:2]: w for w in works}
+    inputs = profiles.AUDIT_INPUTS
+    compared = inputs["compared_backbones"]
+    taggers = [b for b in compared if b in backbones.MUSIC_TAGGERS]
+    pairs = (len(compared) - len(taggers)) * len(inputs["compared_input_sizes"]) + len(taggers)
+    per_search = 227_448
+    per_compared = plan.search_rounds(inputs["compared_search_budget"], mode="halving", num_boost_round=2000)[1]
+    # 03: 5 seeds x 2 on paper; 09: 2 searches on track and on filtered; 07 and 09: one per extractor and protocol
+    assert len(ledger.seen) == 10 + 4 + 3 * pairs
+    assert ledger.run_rounds == 14 * per_search + 3 * pairs * per_compared
+    # nothing is left uncounted: every neighbouring study has units of work
+    assert any(u.startswith("smallnet_row:net") for u in by_stem["06"].units)
+    assert any(u.startswith("cgan_waveform_row") for u in by_stem["06"].units)   # the waveform CGAN (audit)
+    assert "cgan_feature_row" in by_stem["06"].units and "head_row" in by_stem["07"].units
+    assert {f"backbone:EfficientNetB7@{s}" for s in inputs["compared_input_sizes"]} <= set(by_stem["07"].units)
+    assert "knn_evaluation" in by_stem["05"].units
+    # Table 7 trains the neighbouring studies' methods under the two protocols notebooks 05-07 did not run
+    assert sum("six small networks" in line for line in by_stem["09"].lines) == 2
+    assert not any("not estimated" in line for w in works for line in w.lines)
+
+
+def test_the_knn_line_counts_the_features_the_knn_uses(study_dirs):
+    from genrestudy import spectral
+
+    _, works, _ = plan.plan("audit")
+    line = next(line for w in works if w.notebook.startswith("05") for line in w.lines)
+    width = spectral.spectral_shape(np.zeros((1, 3 * 22050), np.float32), sample_rate=22050).shape[1]
+    assert f"KNN on {width} spectral statistics" in line and width == 12
 
 
 def test_estimates_come_from_the_unit_costs(study_dirs):
@@ -68,12 +92,32 @@ def test_estimates_come_from_the_unit_costs(study_dirs):
     costs = {"mel_image": 0.001, "forward_image": 0.02, "train_image": 0.06, "boosting_round": 0.1}
     nb03 = next(w for w in works if w.notebook.startswith("03"))
     # searches spread over the cores; one round of one thread costs 0.1 s
-    assert nb03.seconds(costs, 4) == pytest.approx(nb03.units["boosting_round"] * 0.1 / 4)
+    assert nb03.seconds(costs, plan.Machine(4)) == pytest.approx(nb03.units["boosting_round"] * 0.1 / 4)
+    # ... and over every core of every worker
+    assert nb03.seconds(costs, plan.Machine(4, workers=3)) == pytest.approx(nb03.units["boosting_round"] * 0.1 / 12)
     nb02 = next(w for w in works if w.notebook.startswith("02"))
-    assert nb02.seconds(costs, 4) == pytest.approx(10_000 * 0.02)
-    text = plan.format_plan("paper", size, works, ledger, costs, cores=4)
+    assert nb02.seconds(costs, plan.Machine(4)) == pytest.approx(10_000 * 0.02)
+    text = plan.format_plan("paper", size, works, ledger, costs, plan.Machine(4))
     assert "02_extract_features — about 3 min" in text
-    assert "estimated duration on this machine: about" in text
+    assert "estimated duration on this machine (4 cores, no GPU): about" in text
+    assert "dominated by ResNet-50 fine-tuning" in text   # 25 epochs of 8,000 images at 60 ms each
+    # on a GPU machine ResNet-50 runs at its published throughput, and the plan says so
+    gpu = plan.Machine(16, gpu=True, here=False)
+    assert nb02.seconds(plan.plan_costs.machine_costs(costs, gpu), gpu) == pytest.approx(
+        10_000 / plan.plan_costs.PUBLISHED_GPU["forward_images_per_second"])
+    text = plan.format_plan("paper", size, works, ledger, costs, gpu)
+    assert "published, not measured here" in text and "one machine of 16 cores + one A100-class GPU" in text
+
+
+def test_machine_options():
+    machine, rest = plan.parse_machine(["--cores", "16", "--gpu", "--workers", "8", "-p", "budget", "9"])
+    assert (machine.cores, machine.gpu, machine.workers, machine.here) == (16, True, 8, False)
+    assert rest == ["-p", "budget", "9"]
+    with pytest.raises(profiles.ProfileError, match="--cores needs a whole number"):
+        plan.parse_machine(["--cores", "many"])
+    # a bigger backbone at a bigger input costs more than ResNet-50 at 224 px, by Keras's published table
+    assert plan.plan_costs.backbone_forward_factor("EfficientNetB7", 600, gpu=False) > 20
+    assert plan.plan_costs.backbone_forward_factor("ResNet50", 224, gpu=True) == 1
 
 
 def test_a_notebook_the_plan_does_not_know_gets_a_line(tmp_path, monkeypatch):
@@ -90,30 +134,30 @@ def test_a_notebook_the_plan_does_not_know_gets_a_line(tmp_path, monkeypatch):
 
 
 def test_measured_unit_costs_are_per_image_and_per_round_at_the_planned_size(monkeypatch):
-    import time
     from types import SimpleNamespace
 
     from genrestudy import classifiers, images
 
-    # a mel image that takes 20 ms each: the measure is per image, its warm-up call not counted
-    calls = []
+    # a fake CPU clock that advances only inside the measured work: 20 ms per mel image, 5 ms per
+    # boosting round per 1000 rows; the measure is per image, its warm-up call not counted
+    clock, calls = [0.0], []
+    monkeypatch.setattr(plan.plan_costs, "CPU_CLOCK", lambda: clock[0])
 
     def slow_images(signal, params):
         calls.append(len(signal))
-        time.sleep(0.02 * len(signal))
+        clock[0] += 0.02 * len(signal)
     monkeypatch.setattr(images, "segment_images", slow_images)
-    per_image = plan._measure_mel_image()
-    assert calls == [1, 10] and 0.02 <= per_image < 0.04
-    # a boosting fit of 5 ms per round on the rows it was given: per round, scaled to the planned rows
+    assert plan.plan_costs.measure_mel_image() == pytest.approx(0.02)
+    assert calls == [10, 10]  # one warm-up call, one timed call
     fitted = []
 
     def fake_fit(data, params, *, num_boost_round, **kw):
         fitted.append(len(data.y_train))
-        return SimpleNamespace(fit_seconds=0.005 * num_boost_round * len(data.y_train) / 1000)
+        clock[0] += 0.005 * num_boost_round * len(data.y_train) / 1000
     monkeypatch.setattr(classifiers, "fit_lightgbm", fake_fit)
     monkeypatch.setattr(classifiers.TrainingData, "datasets", lambda self: None)
-    assert plan._measure_boosting_round(1000, rounds=4) == pytest.approx(0.005)
-    assert plan._measure_boosting_round(16000, rounds=4) == pytest.approx(0.005 * 16)  # measured on 8000, scaled
+    assert plan.plan_costs.measure_boosting_round(1000, rounds=4) == pytest.approx(0.005)
+    assert plan.plan_costs.measure_boosting_round(16000, rounds=4) == pytest.approx(0.005 * 16)  # measured on 8000, scaled
     assert fitted == [1000, 8000]
 
 
@@ -121,7 +165,9 @@ def test_command_line(study_dirs, monkeypatch, capsys):
     monkeypatch.setenv("GENRESTUDY_PLAN_MEASURE", "0")
     assert plan.main(["paper", "-p", "num_boost_round", "1000"]) == 0
     out = capsys.readouterr().out
-    assert "1000 rounds" in out and "2000 rounds" not in out.split("08_efficiency")[0]
+    assert "1000 rounds" in out and "2000 rounds" not in out.split("08_efficiency")[0].split("plan of the")[1]
+    assert plan.main(["audit", "--cores", "16", "--gpu", "--workers", "8"]) == 0
+    assert "plan of the audit profile" in capsys.readouterr().out
     assert plan.main(["paper", "-p", "no_such_parameter", "1"]) == 1
     assert "no notebook has the parameter(s) no_such_parameter" in capsys.readouterr().err
     assert plan.main([]) == 2

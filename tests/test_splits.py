@@ -137,3 +137,41 @@ def test_track_split_without_repeats_is_unchanged(tmp_path):
     for t in segs["track_id"].unique():
         (tmp_path / f"{t}.wav").write_bytes(t.encode())
     assert make_split(with_paths, "track", seed=2).equals(make_split(segs, "track", seed=2))
+
+
+def test_a_fresh_clone_without_shared_data_uses_the_bundled_filtered_lists(tmp_path, monkeypatch, study_dirs):
+    # no ../shared: GENRESTUDY_SHARED_DATA points at an empty folder, data/ holds no lists either
+    monkeypatch.setenv("GENRESTUDY_SHARED_DATA", str(tmp_path / "empty"))
+    (tmp_path / "empty").mkdir()
+    found = splits.resolve_lists_dir("auto")
+    assert found == splits.BUNDLED_LISTS_DIR
+    # the published lists (443 / 197 / 290 tracks, Kereliuk, Sturm & Larsen 2015) with their MIT licence beside them
+    listed = read_split_lists(found)
+    assert listed.value_counts().to_dict() == {"train": 443, "valid": 197, "test": 290}
+    assert "MIT License" in (found / "LICENSE-jongpillee-music_dataset_split.txt").read_text()
+    segs = pd.DataFrame({"track_id": listed.index.repeat(2), "label": [t.split(".")[0] for t in listed.index.repeat(2)]})
+    segs.insert(0, "segment_id", np.arange(len(segs)))
+    assert make_split(segs, "filtered", lists_dir=found).value_counts()["test"] == 2 * 290
+    # a folder of the user's own still wins over the bundled copy
+    own = study_dirs["data"] / "gtzan_splits"
+    own.mkdir(parents=True)
+    for name in ("train", "valid", "test"):
+        (own / f"{name}_filtered.txt").write_text((found / f"{name}_filtered.txt").read_text())
+    assert splits.resolve_lists_dir("auto") == own
+
+
+def test_the_bundled_lists_are_the_published_ones(shared_data):
+    lists = shared_data / "gtzan_splits"
+    for name in ("train_filtered.txt", "valid_filtered.txt", "test_filtered.txt",
+                 "LICENSE-jongpillee-music_dataset_split.txt"):
+        assert (splits.BUNDLED_LISTS_DIR / name).read_bytes() == (lists / name).read_bytes(), name
+
+
+def test_the_bundled_lists_install_with_the_package():
+    from pathlib import Path
+
+    tomllib = pytest.importorskip("tomllib")   # Python 3.11+
+    pyproject = tomllib.loads((Path(splits.__file__).parents[2] / "pyproject.toml").read_text())
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["genrestudy"]
+    for file in splits.BUNDLED_LISTS_DIR.iterdir():
+        assert any(file.match(pattern) for pattern in patterns), file.name

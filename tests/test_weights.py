@@ -73,25 +73,26 @@ def test_paper_profile_check_fetches_every_backbone_it_uses(study_dirs, keras_ho
                                                              capsys):
     calls, state = keras_download
     monkeypatch.delenv(profiles.SCALE_ENV, raising=False)
-    # the real profile needs the study's backbone and every compared one
-    assert [b for b, _ in profiles.profile_backbones("paper")] == list(dict.fromkeys(
-        ["ResNet50", *[b for b in profiles.PAPER_INPUTS.get("compared_backbones", []) if b in backbones.BACKBONES]]))
-    inputs = {**profiles.PAPER_INPUTS, "compared_backbones": ["ResNet50", "Xception"]}  # two, to stay quick
-    monkeypatch.setitem(profiles.PROFILES, "paper", (inputs, profiles.PAPER_NOTEBOOKS))
-    assert profiles.profile_backbones("paper") == [("ResNet50", None), ("Xception", None)]
+    # the real profiles need the study's backbone and (the audit) every compared one
+    assert profiles.profile_backbones("paper") == [("ResNet50", None)]
+    assert [b for b, _ in profiles.profile_backbones("audit")] == list(dict.fromkeys(
+        ["ResNet50", *[b for b in profiles.AUDIT_INPUTS["compared_backbones"] if b in backbones.BACKBONES]]))
+    inputs = {**profiles.AUDIT_INPUTS, "compared_backbones": ["ResNet50", "Xception"]}  # two, to stay quick
+    monkeypatch.setitem(profiles.PROFILES, "audit", (inputs, profiles.AUDIT_NOTEBOOKS))
+    assert profiles.profile_backbones("audit") == [("ResNet50", None), ("Xception", None)]
     (study_dirs["data"] / "gtzan" / "genres_original").mkdir(parents=True)
     with pytest.raises(profiles.ProfileError, match=f"needs ImageNet weights: {RESNET_FILE}.*curl") as err:
-        profiles.check_profile("paper")
+        profiles.check_profile("audit")
     assert "\n" not in str(err.value)
     # the study's own backbone in place, offline: a compared backbone's missing file is one warning line
     keras_home.mkdir(parents=True, exist_ok=True)
     (keras_home / RESNET_FILE).write_bytes(b"stand-in")
-    profiles.check_profile("paper")
+    profiles.check_profile("audit")
     warned = capsys.readouterr().err.strip().splitlines()
     assert len(warned) == 1 and "Xception will be skipped" in warned[0] and "curl" in warned[0]
     (keras_home / RESNET_FILE).unlink()
     state["offline"] = False
-    profiles.check_profile("paper")  # online: fetched, then accepted
+    profiles.check_profile("audit")  # online: fetched, then accepted
     assert (keras_home / RESNET_FILE).is_file()
     assert (keras_home / "xception_weights_tf_dim_ordering_tf_kernels_notop.h5").is_file()
     xception = "xception_weights_tf_dim_ordering_tf_kernels_notop.h5"

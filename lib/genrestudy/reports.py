@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import matplotlib
@@ -32,6 +33,20 @@ def is_restated(sources) -> pd.Series:
     """Whether each ``source`` label (a Series, or anything a Series takes) marks numbers restated from a
     publication rather than measured here."""
     return pd.Series(sources, dtype=object).astype(str).str.contains(RESTATED_MARK, regex=False)
+
+
+#: the environment variables ``./run_all.sh`` sets: the profile and scale of the run that makes a table
+PROFILE_ENV, SCALE_ENV = "GENRESTUDY_PROFILE", "GENRESTUDY_SCALE"
+MADE_BY_PREFIX = "Made by"
+
+
+def made_by() -> str:
+    """Which run makes the tables now: ``./run_all.sh``'s profile and scale, or a notebook run on its own."""
+    profile = os.environ.get(PROFILE_ENV)
+    if not profile:
+        return f"{MADE_BY_PREFIX} a notebook run on its own (no ./run_all.sh profile: the notebook's parameters)"
+    scale = os.environ.get(SCALE_ENV) or "full"
+    return f"{MADE_BY_PREFIX} the `{profile}` profile of ./run_all.sh" + (f" at scale {scale}" if scale != "full" else "")
 
 
 def save_fig(fig_id: str, fig: plt.Figure | None = None, *, synthetic: bool = False,
@@ -75,7 +90,8 @@ def save_table(table_id: str, frame: pd.DataFrame, *, synthetic: bool = False,
     csv_path = out_dir / f"{table_id}.csv"
     cache.write_csv(csv_path, frame)
     shown = frame.map(lambda v: float_format.format(v) if isinstance(v, float) else v)
-    heading = f"# {table_id}\n\n" + (f"**{SYNTHETIC_NOTE}.**\n\n" if synthetic else "")
+    heading = (f"# {table_id}\n\n" + (f"**{SYNTHETIC_NOTE}.**\n\n" if synthetic else "")
+               + f"{made_by()}.\n\n")
     with cache.atomic_path(out_dir / f"{table_id}.md") as tmp:
         tmp.write_text(heading + markdown_table(shown) + "\n")
     return csv_path
@@ -89,6 +105,14 @@ def markdown_table(frame: pd.DataFrame) -> str:
     for row in frame.itertuples(index=False):
         lines.append("| " + " | ".join(str(v) for v in row) + " |")
     return "\n".join(lines)
+
+
+def _made_by_line(table_md: Path) -> str:
+    """The "Made by ..." line of a saved table (tables saved before tables said it: unknown)."""
+    for line in table_md.read_text().splitlines():
+        if line.startswith(MADE_BY_PREFIX):
+            return line[len(MADE_BY_PREFIX):].strip().rstrip(".")
+    return "unknown run (saved before tables named their profile)"
 
 
 def write_results_index(*, findings_text: str | None = None, scope_text: str | None = None,
@@ -112,7 +136,9 @@ def write_results_index(*, findings_text: str | None = None, scope_text: str | N
     versions = cache.library_versions("numpy", "pandas", "scikit-learn", "scipy", "lightgbm", "keras", "tensorflow",
                                       "librosa", "soundfile")
     lines += ["## Made with", "", ", ".join(f"{k} {v}" for k, v in versions.items()), ""]
-    lines += ["## Contents", ""] + [f"- [{p.stem}]({p.name})" for p in tables] + [""]
+    lines += ["## Contents", "", "Each table names the run that made it (a table of an earlier run with another "
+              "profile stays until that notebook runs again)."]
+    lines += [f"- [{p.stem}]({p.name}): {_made_by_line(p)}" for p in tables] + [""]
     for p in tables:
         body = p.read_text().strip().splitlines()
         if body and body[0].startswith("# "):

@@ -230,19 +230,25 @@ def save_split(split: pd.Series, segments: pd.DataFrame, path) -> Path:
     return Path(path)
 
 
+#: the published filtered lists (MIT licence beside them) bundled with the package: a fresh clone has them
+BUNDLED_LISTS_DIR = Path(__file__).resolve().parent / "split_lists"
+
+
 def resolve_lists_dir(lists_dir) -> Path | None:
-    """The folder of the filtered split's lists: ``"auto"`` looks in ``../shared/data/gtzan_splits``
-    then ``data/gtzan_splits``; ``""`` or ``None`` means none; a path must exist."""
+    """The folder of the filtered split's lists: ``"auto"`` looks in ``../shared/data/gtzan_splits``,
+    then ``data/gtzan_splits``, then the copy bundled with the package (:data:`BUNDLED_LISTS_DIR`);
+    ``""`` or ``None`` means none; a path must exist."""
     from . import paths
 
     if lists_dir in (None, ""):
         return None
     if lists_dir == "auto":
-        for candidate in (paths.shared_data_dir() / "gtzan_splits", paths.data_dir() / "gtzan_splits"):
+        for candidate in (paths.shared_data_dir() / "gtzan_splits", paths.data_dir() / "gtzan_splits",
+                          BUNDLED_LISTS_DIR):
             if (candidate / "train_filtered.txt").is_file():
                 return candidate
-        log.warning("no filtered split lists found (looked in ../shared/data/gtzan_splits and data/gtzan_splits); "
-                    "the 'filtered' protocol is skipped")
+        log.warning("no filtered split lists found (looked in ../shared/data/gtzan_splits, data/gtzan_splits and "
+                    "%s); the 'filtered' protocol is skipped", BUNDLED_LISTS_DIR)
         return None
     path = Path(lists_dir).expanduser()
     if not path.is_dir():

@@ -127,7 +127,7 @@ def main(argv=None) -> int:
 
             sees = device.accelerator() == "gpu"
         print(device_line(gpu, sees), flush=True)
-        size = paper_end_to_end_size() if args[1:] == ["paper"] and not sees else None
+        size = paper_end_to_end_size() if args[1:] in (["paper"], ["audit"]) and not sees else None
         if size is not None:
             print(end_to_end_cpu_warning(*size, train_step_seconds_per_image()), file=sys.stderr)
         return 0

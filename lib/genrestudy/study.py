@@ -45,7 +45,8 @@ class StudyInputs:
     split_seed : int
         Seed of the random protocols' splits.
     split_lists_dir : str
-        Folder of the filtered split's lists (``"auto"``: ``../shared/data/gtzan_splits``).
+        Folder of the filtered split's lists (``"auto"``: ``../shared/data/gtzan_splits``, then
+        ``data/gtzan_splits``, then the copy bundled with the package).
     backbone, weights, input_size, precision
         The frozen feature extractor (:func:`genrestudy.features.extract_features`): its name,
         its weights (None: random init, fixed by ``seed``; ``"imagenet"``; a file; the

@@ -19,6 +19,18 @@ from .reports import restated_source
 PAPER_SOURCE = restated_source("paper", "docs/PAPER.md")
 OUR_SOURCE = "this study (measured)"
 
+#: which methods a Table 7 holds (notebook 09's ``table7_methods``)
+METHOD_SETS = ("all", "paper")
+
+
+def chosen_methods(inputs, which: str = "all") -> list:
+    """The registered methods that apply to ``inputs``: ``"all"`` of them, or ``"paper"``: the paper's own
+    (those that carry the paper's Table 7 numbers), for a Table 7 that is the paper's and nothing else."""
+    if which not in METHOD_SETS:
+        raise ValueError(f"table7_methods={which!r}; expected one of {', '.join(METHOD_SETS)}")
+    return [m for m in registered(inputs) if which == "all" or m.paper]
+
+
 def run_methods(data: StudyData, split, methods=None, *, progress: bool = True) -> dict:
     """``{key: MethodRun}`` of every method (default: every registered one that applies to the data's
     inputs) under ``split``: each trained on its train/valid parts or read from its cache
