@@ -136,5 +136,6 @@ def test_every_reduced_measurement_is_labelled_the_lightgbm_rounds_included():
         assert "frameworks in the LightGBM fit's process: lightgbm" in table.loc["peak RAM of the step's process (RSS)", "how"]
         fig = plots.plot_efficiency(table.reset_index())
         hatched = [p for ax in fig.get_axes() for p in ax.patches if p.get_hatch()]
-        assert len(hatched) == (4 if fit_reduced else 0)  # both fits, in the time and the memory panel
+        # both fits in the time and the memory panel, and the reduced end-to-end network's latency
+        assert len(hatched) == (5 if fit_reduced else 0)
         assert ("REDUCED" in fig._suptitle.get_text()) == fit_reduced

@@ -225,7 +225,9 @@ def test_the_training_machinery_trains_and_caches_a_small_network_of_another_kin
     import keras
 
     monkeypatch.setattr(modelfile, "_KINDS", dict(modelfile._KINDS))  # the registration ends with the test
-    modelfile.register_kind("tiny-cnn", required=("layers",))
+    from genrestudy import modelschema
+
+    modelfile.register_kind("tiny-cnn", required=("layers",), fields={"layers": modelschema.integer(1, 1000)})
     image_set = write_image_set(tmp_path / "set")
     split = splits.make_split(image_set.segments, "track", seed=0, fractions=(0.5, 0.25, 0.25))
     rows = training.split_rows(split)

@@ -45,7 +45,7 @@ def test_signal_rows_are_the_decoded_segments(study_dirs, tmp_path):
     assert signal_set.signals.shape == (6, 3, 22050) and isinstance(signal_set.signals, np.memmap)
     assert len(signal_set) == 4 * 3 + 2 and signal_set.classes == ["blues", "rock"]
     clips = signal_set.clips.set_index("track_id")
-    assert clips.loc["rock.00006", "status"] == "excluded" and "0.40 s is shorter" in clips.loc["rock.00006", "reason"]
+    assert clips.loc["rock.00006", "status"] == "excluded" and "clip of 0.4 s is shorter than the minimum of 1 s" in clips.loc["rock.00006", "reason"]
     for track, row in clips[clips["status"] == "usable"]["signal_row"].items():
         expected = segment_clip(load_audio(clips.loc[track, "path"])[0], **vars(SMALL))
         got = signal_set.clip_segments(row)
