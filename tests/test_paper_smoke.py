@@ -1,5 +1,5 @@
 """The paper and audit profiles end to end, at toy budgets: ``./run_all.sh --profile paper --scale smoke``
-and ``--profile audit --scale smoke`` (the two run side by side on the test command's two workers).
+and ``--profile audit --scale smoke`` (one after the other, over one data set and cache).
 
 The paper profile runs the paper's notebooks only (01-04, 08, 09: one seed, the paper protocol, the
 paper's five methods in Table 7); the audit profile runs every notebook under every protocol.
@@ -103,15 +103,29 @@ def saved_ids(profile: str = "audit") -> set[str]:
     return ids
 
 
-@pytest.mark.parametrize("profile", ["paper", "audit"])
-def test_profile_runs_its_notebooks_at_smoke_scale(tmp_path, profile):
+def test_audit_then_paper_profile_run_their_notebooks_at_smoke_scale(tmp_path):
+    """The audit profile, then the paper profile over the same data and cache: each writes and stamps
+    its own figures and tables, and the paper run trains no LightGBM search the audit already ran
+    (the audit's paper-protocol searches at seed 0 are the paper profile's: one cache entry)."""
     lists_dir = paths.shared_data_dir() / "gtzan_splits"
     if not (lists_dir / "train_filtered.txt").is_file():
         lists_dir = splits.BUNDLED_LISTS_DIR   # a fresh clone: the copy bundled with the package
-    data, figures, results = tmp_path / "data", tmp_path / "figures", tmp_path / "results"
+    data = tmp_path / "data"
     n_clips = lay_out_gtzan(data / "gtzan", lists_dir)
     assert n_clips == 10 * len(SPLITS) * TRACKS_PER_GENRE_AND_SPLIT
-    assert (tmp_path / "keras" / "models" / RESNET50_FILE) in random_weights_as_imagenet(tmp_path / "keras", profile)
+    # the audit's backbones include the paper's ResNet-50
+    assert (tmp_path / "keras" / "models" / RESNET50_FILE) in random_weights_as_imagenet(tmp_path / "keras", "audit")
+    searches = data / "cache" / "searches"
+    for profile in ("audit", "paper"):
+        before = set(searches.iterdir()) if searches.is_dir() else set()
+        run_profile_and_check(profile, tmp_path, data)
+        if profile == "paper":
+            assert set(searches.iterdir()) == before, "the paper run trained searches the audit had cached"
+
+
+def run_profile_and_check(profile: str, tmp_path: Path, data: Path) -> None:
+    """``./run_all.sh --profile PROFILE --scale smoke`` on ``data``; its figures and tables in their own folders."""
+    figures, results = tmp_path / profile / "figures", tmp_path / profile / "results"
     env = {**os.environ, "GENRESTUDY_DATA": str(data), "GENRESTUDY_FIGURES": str(figures),
            "GENRESTUDY_RESULTS": str(results), "KERAS_HOME": str(tmp_path / "keras")}
     for name in ("GENRESTUDY_CACHE", "GENRESTUDY_WEIGHTS", "GENRESTUDY_SCALE"):
