@@ -161,7 +161,8 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n-files", type=int, default=3, help="30 s clips each model predicts (after one warm-up)")
     parser.add_argument("--rounds", type=int, default=1, help="before/after children per code base, in turns")
-    parser.add_argument("--before-lib", type=Path, default=Path("/work/main/lib"), help="the 'before' genrestudy")
+    parser.add_argument("--before-lib", type=Path,
+                        help="lib/ of the 'before' genrestudy (e.g. of `git worktree add ../before COMMIT`)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--models", help=argparse.SUPPRESS)
     parser.add_argument("--files", help=argparse.SUPPRESS)
@@ -170,6 +171,8 @@ def main(argv=None) -> None:
     if args.child:
         child(args)
         return
+    if args.before_lib is None:
+        parser.error("--before-lib LIB is needed: the lib/ folder of the code to compare against")
     size = size_statement(parser, args, ["n_files", "rounds"])
     with bench_report("predict", args.report, argv=argv, size=size,
                       libraries=("keras", "tensorflow", "lightgbm", "scikit-learn")) as report:

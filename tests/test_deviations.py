@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
 import re
 from pathlib import Path
 
@@ -93,7 +92,7 @@ def test_notebooks_link_to_the_list_in_markdown(stem):
 
 
 def _shared_paper() -> Path:
-    shared = Path(os.environ.get("GENRESTUDY_SHARED_DATA", "/work/shared/data")).parent / "docs" / "PAPER.md"
+    shared = paths.shared_data_dir().parent / "docs" / "PAPER.md"  # ../shared/docs beside the checkout
     if not shared.is_file():
         pytest.skip(f"no authoritative copy of PAPER.md at {shared}")
     return shared
