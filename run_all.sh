@@ -15,7 +15,7 @@
 #                         extractor, neighbouring studies 05-07). Each prints what it leaves out.
 #   ./run_all.sh --weights PATH ...   ImageNet weights from a local file or folder instead of
 #                         Keras's download (also GENRESTUDY_WEIGHTS=PATH)
-#   ./run_all.sh --profile paper --plan [--cores N] [--gpu] [--workers N]
+#   ./run_all.sh --profile paper --plan [--cores N] [--gpu | --costs FILE] [--workers N]
 #                         each notebook's work and estimated duration, here or on a named machine
 #   ./run_all.sh --profile paper --scale smoke   every notebook at toy budgets (the wiring's test)
 #   ./run_all.sh --scheduler tcp://HOST:8786 ...  the searches and Table 7's method fits on that Dask
@@ -82,15 +82,16 @@ run_study() {
             --plan) plan=1; shift ;;
             --scheduler) export GENRESTUDY_SCHEDULER="${2:?--scheduler needs an address such as tcp://host:8786}"; shift 2 ;;
             --cores|--workers) machine+=("$1" "${2:?$1 needs a number}"); shift 2 ;;
+            --costs) machine+=("$1" "${2:?$1 needs a file written by python -m genrestudy.plan_machine}"); shift 2 ;;
             --gpu) machine+=(--gpu); shift ;;
             [0-9][0-9]) selected+=("$1"); shift ;;
-            *) echo "run_all.sh: unknown argument '$1' (expected --profile demo|paper|audit, -p NAME VALUE, --weights PATH, --scale full|smoke, --plan [--cores N] [--gpu] [--workers N], --scheduler ADDRESS, or notebook numbers like 03)" >&2; exit 2 ;;
+            *) echo "run_all.sh: unknown argument '$1' (expected --profile demo|paper|audit, -p NAME VALUE, --weights PATH, --scale full|smoke, --plan [--cores N] [--gpu | --costs FILE] [--workers N], --scheduler ADDRESS, or notebook numbers like 03)" >&2; exit 2 ;;
         esac
     done
     [ -n "$profile" ] || profile=$("$PY" -m genrestudy.profiles default)
     # the plan needs neither GTZAN nor the weights: it says what it assumes in their absence
     if [ -n "$plan" ]; then "$PY" -m genrestudy.plan "$profile" "${machine[@]}" "${overrides[@]}"; return; fi
-    [ ${#machine[@]} -eq 0 ] || { echo "run_all.sh: --cores, --gpu and --workers go with --plan" >&2; exit 2; }
+    [ ${#machine[@]} -eq 0 ] || { echo "run_all.sh: --cores, --gpu, --costs and --workers go with --plan" >&2; exit 2; }
     # every value checked (type, range, allowed values) before the first notebook: exit 2 on a bad one
     "$PY" -m genrestudy.profiles check "$profile" "${overrides[@]}" || exit $?
     local number

@@ -110,7 +110,8 @@ def test_estimates_come_from_the_unit_costs(study_dirs):
 
 
 def test_machine_options():
-    machine, rest = plan.parse_machine(["--cores", "16", "--gpu", "--workers", "8", "-p", "budget", "9"])
+    machine, rest, costs = plan.parse_machine(["--cores", "16", "--gpu", "--workers", "8", "-p", "budget", "9"])
+    assert costs is None
     assert (machine.cores, machine.gpu, machine.workers, machine.here) == (16, True, 8, False)
     assert rest == ["-p", "budget", "9"]
     with pytest.raises(profiles.ProfileError, match="--cores needs a whole number"):
@@ -118,6 +119,73 @@ def test_machine_options():
     # a bigger backbone at a bigger input costs more than ResNet-50 at 224 px, by Keras's published table
     assert plan.plan_costs.backbone_forward_factor("EfficientNetB7", 600, gpu=False) > 20
     assert plan.plan_costs.backbone_forward_factor("ResNet50", 224, gpu=True) == 1
+
+
+def _costs_file(tmp_path, **changes) -> Path:
+    costs = {unit: 0.001 * (i + 1) for i, unit in enumerate(plan.plan_machine.REQUIRED_UNITS)}
+    content = {"format": 1, "profile": "paper", "batch": 32,
+               "machine": {"cpu": "Test CPU", "cores": 16, "gpu": "NVIDIA Test", "keras_backend": "jax",
+                           "precision": "bfloat16", "measured_at": "2026-12-04 19:00 UTC"}, "costs": costs}
+    for key, value in changes.items():
+        section, _, name = key.partition("__")
+        if name:
+            content[section][name] = value
+        else:
+            content[section] = value
+    path = tmp_path / "costs.json"
+    path.write_text(json.dumps(content))
+    return path
+
+
+def test_a_machine_measured_there_is_planned_from_its_own_costs(tmp_path, study_dirs):
+    path = _costs_file(tmp_path)
+    machine, rest, costs = plan.parse_machine(["--costs", str(path), "--workers", "8", "-p", "budget", "9"])
+    assert (machine.cores, machine.gpu, machine.workers, rest) == (16, True, 8, ["-p", "budget", "9"])
+    assert "NVIDIA Test" in machine.describe() and "8 Dask workers" in machine.describe()
+    # nothing scaled: the measured ResNet-50 cost is used as it is, not the published throughput
+    assert plan.plan_costs.machine_costs(costs, machine) == costs
+    size, works, ledger = plan.plan("paper")
+    nb02 = next(w for w in works if w.notebook.startswith("02"))
+    assert nb02.seconds(costs, machine) == pytest.approx(10_000 * costs["forward_image"])
+    text = plan.format_plan("paper", size, works, ledger, costs, machine)
+    assert "unit costs measured on 16 cores (Test CPU) + one NVIDIA Test, measured there on 2026-12-04" in text
+    assert plan.plan_costs.PUBLISHED_GPU["source"] not in text   # no A100 throughput stands in for it
+    with pytest.raises(profiles.ProfileError, match="--cores and --gpu go without it"):
+        plan.parse_machine(["--costs", str(path), "--gpu"])
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"format": 2}, "not a costs file of format 1"),
+    ({"machine__cores": 0}, "machine.cores must be a whole number"),
+    ({"machine__cores": True}, "machine.cores must be a whole number"),
+    ({"costs": {"boosting_round": 0.1}}, "missing units"),
+    ({"costs": {"made_up": 1.0}}, "unknown units"),
+])
+def test_a_costs_file_is_checked_before_use(tmp_path, change, message):
+    path = _costs_file(tmp_path, **change)
+    with pytest.raises(profiles.ProfileError, match=message):
+        plan.parse_machine(["--costs", str(path)])
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, float("nan"), "fast", None])
+def test_a_costs_file_refuses_a_cost_that_is_not_positive_seconds(tmp_path, bad):
+    path = _costs_file(tmp_path)
+    content = json.loads(path.read_text())
+    content["costs"]["boosting_round"] = bad
+    path.write_text(json.dumps(content).replace("NaN", "NaN"))
+    with pytest.raises(plan.plan_machine.CostsFileError, match="positive finite seconds.*boosting_round"):
+        plan.plan_machine.load(path)
+
+
+def test_a_costs_file_that_is_not_one_is_refused_in_one_line(tmp_path):
+    (tmp_path / "a.json").write_text("{not json")
+    with pytest.raises(plan.plan_machine.CostsFileError, match="a.json is not JSON"):
+        plan.plan_machine.load(tmp_path / "a.json")
+    with pytest.raises(plan.plan_machine.CostsFileError, match="cannot read the costs file"):
+        plan.plan_machine.load(tmp_path / "missing.json")
+    (tmp_path / "big.json").write_bytes(b" " * (plan.plan_machine.MAX_FILE_BYTES + 1))
+    with pytest.raises(plan.plan_machine.CostsFileError, match="too large"):
+        plan.plan_machine.load(tmp_path / "big.json")
 
 
 def test_a_notebook_the_plan_does_not_know_gets_a_line(tmp_path, monkeypatch):

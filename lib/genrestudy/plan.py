@@ -8,7 +8,8 @@ networks' grids, both CGANs, the dense heads, the KNN's evaluations — and an e
 duration from per-unit costs measured here in about a minute (:mod:`genrestudy.plan_costs`).
 ``--cores N --gpu`` answers for another machine (this machine's cost per core; ResNet-50's
 published GPU throughput, stated as such), ``--workers N`` for N such machines as Dask workers (the
-searches' fits and the independent method fits spread over them). It ends with the part that
+searches' fits and the independent method fits spread over them). ``--costs FILE`` answers for a
+machine from unit costs measured there (:mod:`genrestudy.plan_machine`), nothing scaled. It ends with the part that
 dominates, and the rounds and duration of the exhaustive search that the profile's halving replaces.
 
 It imports no notebook's code, so it runs before GTZAN or the weights are in place; without GTZAN
@@ -21,7 +22,7 @@ from __future__ import annotations
 import os
 import sys
 
-from . import plan_costs, profiles
+from . import plan_costs, plan_machine, profiles
 from .plan_costs import Machine
 from .plan_work import (FEWER_ROUNDS_FACTOR, GTZAN_CLIPS, STUDY_FACTOR, TRAIN_SHARE, NotebookWork,  # noqa: F401
                         SearchLedger, StudySize, measure_unit_costs, n_candidates, part_of, plan, search_rounds)
@@ -36,8 +37,14 @@ def _duration(seconds: float) -> str:
 
 
 def _cost_lines(costs: dict, machine: Machine) -> list[str]:
-    out = [f"unit costs measured on this machine ({os.cpu_count() or 1} cores), per core for the CPU units:"]
+    where = machine.measured or f"this machine ({os.cpu_count() or 1} cores)"
+    out = [f"unit costs measured on {where}, per core for the CPU units:"]
     out += [f"  {plan_costs.UNITS.get(u, u)}: {c * 1000:.3g} ms" for u, c in costs.items()]
+    if machine.measured:
+        out.append(f"answering for {machine.describe()}: from its own costs (LightGBM timed with every core busy), "
+                   f"the compared backbones relative to its ResNet-50 by {plan_costs.KERAS_TABLE_SOURCE}; "
+                   "independent model fits spread over the workers, one model's epochs on one")
+        return out
     if machine.gpu:
         out += [f"GPU figures (published, not measured here): {plan_costs.PUBLISHED_GPU['source']}; compared "
                 f"backbones relative to ResNet-50 from {plan_costs.KERAS_TABLE_SOURCE}; the small CNNs gain what "
@@ -98,10 +105,11 @@ def format_plan(profile: str, size: StudySize, works: list[NotebookWork], ledger
     return "\n".join(out)
 
 
-def parse_machine(args: list[str]) -> tuple[Machine, list[str]]:
-    """``--cores N``, ``--gpu`` and ``--workers N`` from ``args`` (default: this machine), and the rest."""
+def parse_machine(args: list[str]) -> tuple[Machine, list[str], dict | None]:
+    """``--cores N``, ``--gpu``, ``--workers N`` and ``--costs FILE`` from ``args`` (default: this machine),
+    the rest, and the costs measured on the machine when ``--costs`` names a file (:mod:`genrestudy.plan_machine`)."""
     here = os.cpu_count() or 1
-    cores, gpu, workers, rest = here, False, 1, []
+    cores, gpu, workers, costs_file, rest = None, False, 1, None, []
     args = list(args)
     while args:
         arg = args.pop(0)
@@ -112,27 +120,41 @@ def parse_machine(args: list[str]) -> tuple[Machine, list[str]]:
             cores, workers = (value, workers) if arg == "--cores" else (cores, value)
         elif arg == "--gpu":
             gpu = True
+        elif arg == "--costs":
+            if not args:
+                raise profiles.ProfileError("--costs needs a file written by python -m genrestudy.plan_machine")
+            costs_file = args.pop(0)
         else:
             rest.append(arg)
-    return Machine(cores, gpu, workers, here=(cores == here and not gpu and workers == 1)), rest
+    if costs_file is None:
+        cores = cores or here
+        return Machine(cores, gpu, workers, here=(cores == here and not gpu and workers == 1)), rest, None
+    if cores is not None or gpu:
+        raise profiles.ProfileError("--costs names the machine measured; --cores and --gpu go without it")
+    try:
+        content = plan_machine.load(costs_file)
+    except plan_machine.CostsFileError as exc:
+        raise profiles.ProfileError(str(exc)) from None
+    machine = Machine(content["machine"]["cores"], bool(content["machine"].get("gpu")), workers, here=False,
+                      measured=plan_machine.label(content))
+    return machine, rest, content["costs"]
 
 
 def main(argv=None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0].startswith("-"):
-        print("usage: python -m genrestudy.plan PROFILE [--cores N] [--gpu] [--workers N] [-p NAME VALUE ...]",
+        print("usage: python -m genrestudy.plan PROFILE [--cores N] [--gpu | --costs FILE] [--workers N] [-p NAME VALUE ...]",
               file=sys.stderr)
         return 2
     try:
-        machine, rest = parse_machine(args[1:])
+        machine, rest, costs = parse_machine(args[1:])
         overrides = profiles.parse_overrides(rest)
         profiles.check_overrides(overrides)
         size, works, ledger = plan(args[0], overrides)
     except profiles.ProfileError as exc:
         print(f"run_all.sh: {exc}", file=sys.stderr)
         return 1
-    costs = None
-    if os.environ.get("GENRESTUDY_PLAN_MEASURE", "1") != "0":
+    if costs is None and os.environ.get("GENRESTUDY_PLAN_MEASURE", "1") != "0":
         print("measuring unit costs (about a minute) ...", file=sys.stderr, flush=True)
         costs = measure_unit_costs(size, args[0])
     print(format_plan(args[0], size, works, ledger, costs, machine))

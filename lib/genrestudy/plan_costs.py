@@ -62,8 +62,14 @@ class Machine:
     gpu: bool = False
     workers: int = 1
     here: bool = True
+    #: the machine in words when its costs were measured there (:mod:`genrestudy.plan_machine`): then no
+    #: cost is scaled or taken from a publication
+    measured: str | None = None
 
     def describe(self) -> str:
+        if self.measured:
+            one = f"one machine of {self.measured}"
+            return f"{self.workers} Dask workers, each {one[4:]}" if self.workers > 1 else one
         if self.here and not self.gpu and self.workers == 1:
             return f"this machine ({self.cores} cores, no GPU)"
         one = f"{self.cores} cores" + (" + one A100-class GPU" if self.gpu else ", no GPU")
@@ -190,13 +196,16 @@ def measure_knn_evaluation(train_rows: int) -> float:
     return _timed(lambda: knn.knn_pipeline(5).fit(X, y).predict(test), repeats=1, clock=CPU_CLOCK)
 
 
-def measure_unit_costs(train_rows: int, *, image_size: int, frames: int, n_features: int) -> dict[str, float]:
+def measure_unit_costs(train_rows: int, *, image_size: int, frames: int, n_features: int,
+                       batch: int | None = None) -> dict[str, float]:
     """Seconds per unit of work (:data:`UNITS`) on this machine, measured in about a minute (the single-threaded
-    CPU units in CPU time, :data:`CPU_CLOCK`)."""
-    forward, train = measure_resnet50()
+    CPU units in CPU time, :data:`CPU_CLOCK`). ``batch``: the Keras units' batch (default: small ones, 4 images
+    for ResNet-50 and 16 rows for the small networks, which keep a CPU's measurement short; a GPU's cost per row
+    is only meaningful at the study's own batch, :data:`genrestudy.plan_machine.STUDY_BATCH`)."""
+    forward, train = measure_resnet50(*([batch] if batch else []))
     costs = {"mel_image": measure_mel_image(), "forward_image": forward, "train_image": train,
              "boosting_round": measure_boosting_round(train_rows), "knn_evaluation": measure_knn_evaluation(train_rows)}
-    costs.update(measure_small_networks(image_size, frames, n_features))
+    costs.update(measure_small_networks(image_size, frames, n_features, **({"batch": batch} if batch else {})))
     return costs
 
 
@@ -208,7 +217,7 @@ def machine_costs(costs: dict[str, float], machine: Machine) -> dict[str, float]
     CNNs gain what ResNet-50 gains over its cost measured here, and the other Keras units stay at their
     cost here (:data:`GPU_CONV_UNITS`: an assumption, on the slow side)."""
     out = dict(costs)
-    if not machine.gpu:
+    if not machine.gpu or machine.measured:   # measured on that machine: nothing to scale
         return out
     gpu_forward = 1.0 / PUBLISHED_GPU["forward_images_per_second"]
     gpu_train = 1.0 / PUBLISHED_GPU["train_images_per_second"]
