@@ -65,6 +65,9 @@ def test_exhaustive_search_selects_by_validation_accuracy(data):
     top = result.trace.sort_values(["valid_accuracy", "valid_logloss"], ascending=[False, True]).iloc[0]
     assert result.best_valid_accuracy == top["valid_accuracy"]
     assert result.best_params == {k: top[k] for k in search.TABLE2_GRID}
+    # whole-number parameters stay whole numbers (Tables 3 and 4 print num_leaves 24, not 24.0)
+    for name in ("num_leaves", "max_depth", "min_child_samples"):
+        assert type(result.best_params[name]) is int, name
     table = result.best_table()
     assert table.loc[0, "bagging_freq"] == 1 and table.loc[0, "n_fits"] == 4
 

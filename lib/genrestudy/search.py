@@ -404,7 +404,9 @@ def run_search(data: TrainingData, candidates: list[dict], *, method: str, mode:
         trace = pd.concat(parts, ignore_index=True)
     wall = time.perf_counter() - start
     trace.insert(0, "fit", np.arange(1, len(trace) + 1))
-    best_params = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in best[columns].items()}
+    # from the candidate itself: a row of the trace holds floats and ints together, so pandas made its ints floats
+    chosen = candidates[int(best["candidate"])]
+    best_params = {k: (chosen[k].item() if isinstance(chosen[k], np.generic) else chosen[k]) for k in columns if k in chosen}
     log.info("%s search (%s): %d fits in %.1f s, best validation accuracy %.4f",
              method, mode, len(trace), wall, best["valid_accuracy"])
     return SearchResult(method=method, mode=mode, trace=trace, best_params=best_params,
