@@ -261,6 +261,11 @@ def _rank(frame: pd.DataFrame) -> pd.DataFrame:
                              kind="stable")
 
 
+def _winner_params(chosen: dict, columns: list[str]) -> dict:
+    # from the candidate itself: a row of the trace holds floats and ints together, so pandas made its ints floats
+    return {k: (chosen[k].item() if isinstance(chosen[k], np.generic) else chosen[k]) for k in columns if k in chosen}
+
+
 def _param_columns(candidates: list[dict]) -> list[str]:
     # Table 2's order first, so grid and random winners line up in the tables
     names = dict.fromkeys(k for c in candidates for k in c)
@@ -404,9 +409,7 @@ def run_search(data: TrainingData, candidates: list[dict], *, method: str, mode:
         trace = pd.concat(parts, ignore_index=True)
     wall = time.perf_counter() - start
     trace.insert(0, "fit", np.arange(1, len(trace) + 1))
-    # from the candidate itself: a row of the trace holds floats and ints together, so pandas made its ints floats
-    chosen = candidates[int(best["candidate"])]
-    best_params = {k: (chosen[k].item() if isinstance(chosen[k], np.generic) else chosen[k]) for k in columns if k in chosen}
+    best_params = _winner_params(candidates[int(best["candidate"])], columns)
     log.info("%s search (%s): %d fits in %.1f s, best validation accuracy %.4f",
              method, mode, len(trace), wall, best["valid_accuracy"])
     return SearchResult(method=method, mode=mode, trace=trace, best_params=best_params,
