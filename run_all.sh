@@ -167,9 +167,10 @@ run_tests() {
         "$PY" -m pytest "$@"
         return
     fi
-    # the unit tests on two workers (the smoke run of the paper profile beside the rest), then
-    # every notebook in order under nbval, one kernel at a time
-    "$PY" -m pytest tests -n "${GENRESTUDY_TEST_WORKERS:-2}"
+    # the unit tests on two workers (the smoke run of the profiles, the longest test, starts first
+    # beside the rest; worksteal: a worker that runs out takes over tests still queued on the other),
+    # then every notebook in order under nbval, one kernel at a time
+    "$PY" -m pytest tests -n "${GENRESTUDY_TEST_WORKERS:-2}" --dist worksteal
     "$PY" -m pytest --nbval-lax --nbval-current-env notebooks
 }
 

@@ -11,6 +11,14 @@ import soundfile as sf
 from genrestudy import paths
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``longest`` (the smoke run of the profiles, most of the suite's time) start first:
+    on ``./run_all.sh test``'s two workers (``--dist worksteal``) the other worker takes the rest, and
+    whichever worker is free takes over what is still queued, instead of the longest test starting late
+    and running alone. The order of every other test is kept (stable sort)."""
+    items.sort(key=lambda item: item.get_closest_marker("longest") is None)
+
+
 @pytest.fixture
 def study_dirs(tmp_path, monkeypatch):
     """Point every genrestudy location (data, cache, figures, results) into ``tmp_path``."""

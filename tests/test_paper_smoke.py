@@ -26,7 +26,8 @@ import soundfile as sf
 from genrestudy import backbones, demo, paths, profiles, reports, splits
 from genrestudy.splits import SPLITS
 
-pytestmark = pytest.mark.slow  # every notebook in a fresh kernel: a few minutes
+# every notebook in a fresh kernel: minutes, the suite's longest test (conftest.py starts it first)
+pytestmark = [pytest.mark.slow, pytest.mark.longest]
 
 ROOT = Path(__file__).resolve().parent.parent
 TRACKS_PER_GENRE_AND_SPLIT = 4
