@@ -48,12 +48,14 @@ def _open_fit(entry, data: TrainingData, params: dict, num_boost_round: int, rec
     if booster.num_model_per_iteration() != data.num_class or booster.num_feature() != data.X_train.shape[1]:
         raise cache.CacheError(f"{entry}: the booster has {booster.num_model_per_iteration()} classes and "
                                f"{booster.num_feature()} features, this data {data.num_class} and {data.X_train.shape[1]}")
-    if not 1 <= best <= booster.current_iteration() <= int(num_boost_round):
-        raise cache.CacheError(f"{entry}: best iteration {best} outside the booster's {booster.current_iteration()} rounds")
+    # a round whose trees found no split adds none, so the booster may hold fewer rounds than were counted
+    if not (1 <= best <= int(num_boost_round) and 1 <= booster.current_iteration() <= int(num_boost_round)):
+        raise cache.CacheError(f"{entry}: best iteration {best} or {booster.current_iteration()} rounds "
+                               f"outside 1..{num_boost_round}")
     booster.best_iteration = best
     curve = pd.read_csv(entry / "curve.csv") if record_curve else None
-    if record_curve and len(curve) != booster.current_iteration():
-        raise cache.CacheError(f"{entry}: a learning curve of {len(curve)} rounds for {booster.current_iteration()}")
+    if record_curve and not best <= len(curve) <= int(num_boost_round):
+        raise cache.CacheError(f"{entry}: a learning curve of {len(curve)} rounds for best iteration {best}")
     return FitResult(params=dict(params), num_boost_round=int(num_boost_round), n_rows=int(meta["n_rows"]),
                      best_iteration=best, valid_accuracy=float(meta["valid_accuracy"]),
                      valid_logloss=float(meta["valid_logloss"]), fit_seconds=float(meta["fit_seconds"]),
