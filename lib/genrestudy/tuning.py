@@ -25,8 +25,8 @@ import os
 import numpy as np
 import pandas as pd
 
-from . import cache, evaluation
-from .classifiers import FitResult, TrainingData, fit_lightgbm, predict_proba
+from . import cache, evaluation, winner_fits
+from .classifiers import FitResult, TrainingData, predict_proba
 from .progress import progress_bar
 from .search import SearchResult, grid_candidates, random_candidates, run_search
 
@@ -91,24 +91,26 @@ def cached_search(data: TrainingData, method: str, *, budget: int, seed: int = 0
     return cache.open_or_build(_CACHE_KIND, key, open_entry=_open_search, build=build, root=cache_root)
 
 
-def refit_winner(data: TrainingData, result: SearchResult) -> FitResult:
-    """The search's winner as the search selected it: its seed, rounds and early stopping (booster kept)."""
+def refit_winner(data: TrainingData, result: SearchResult, *, cache_root=None) -> FitResult:
+    """The search's winner as the search selected it: its seed, rounds and early stopping (booster kept);
+    trained once and cached (:mod:`genrestudy.winner_fits`), so notebooks 03 and 09 share it."""
     settings = result.settings
-    return fit_lightgbm(data, result.best_params, num_boost_round=int(settings["num_boost_round"]),
-                        early_stopping_rounds=settings["early_stopping_rounds"], seed=int(settings["seed"]),
-                        num_threads=os.cpu_count() or 1, keep_model=True)
+    return winner_fits.cached_fit(data, result.best_params, num_boost_round=int(settings["num_boost_round"]),
+                                  early_stopping_rounds=settings["early_stopping_rounds"], seed=int(settings["seed"]),
+                                  num_threads=os.cpu_count() or 1, cache_root=cache_root)
 
 
 def retrain_winner(data: TrainingData, result: SearchResult, *, num_boost_round: int, seed: int,
-                   early_stopping_rounds: int | None = 50) -> FitResult:
+                   early_stopping_rounds: int | None = 50, cache_root=None) -> FitResult:
     """The winner retrained from scratch with ``seed`` (which must differ from the search's), its
-    learning curve recorded (Tables 5/6, Fig 6); the booster is kept for the caller to score once."""
+    learning curve recorded (Tables 5/6, Fig 6); the booster is kept for the caller to score once.
+    Trained once and cached (:mod:`genrestudy.winner_fits`), so notebooks 03 and 09 share it."""
     if int(seed) == int(result.settings["seed"]):
         raise ValueError(f"a retrain needs another seed than the search's ({seed}); "
                          "with the same seed and rounds it would be the same model")
-    return fit_lightgbm(data, result.best_params, num_boost_round=num_boost_round,
-                        early_stopping_rounds=early_stopping_rounds, seed=seed,
-                        num_threads=os.cpu_count() or 1, record_curve=True, keep_model=True)
+    return winner_fits.cached_fit(data, result.best_params, num_boost_round=num_boost_round,
+                                  early_stopping_rounds=early_stopping_rounds, seed=seed,
+                                  num_threads=os.cpu_count() or 1, record_curve=True, cache_root=cache_root)
 
 
 def score_test_split(booster, X_test: np.ndarray, y_test: np.ndarray, *, track_ids=None) -> dict:
