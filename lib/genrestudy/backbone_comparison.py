@@ -160,6 +160,9 @@ def measure_extraction(inputs: study.StudyInputs, image_set, backbone: str, inpu
     def build(folder: Path) -> dict:
         given = _with_backbone(inputs, backbone, input_size).as_dict()
         given.pop("backbone"), given.pop("input_size")
+        # the precision this process resolved (and keyed the entry by): a fresh process resolving "auto" by its own
+        # timing probe could pick the other one and store the features under another key
+        given["precision"] = device.resolve_precision(inputs.precision, training=False)
         try:
             report = efficiency.measure_step("genrestudy.backbone_comparison:extraction_step",
                                              {"compared_backbone": backbone, "compared_input_size": int(input_size),
