@@ -41,12 +41,12 @@ setup() {
     local want constraints extras
     constraints=$(pinned)
     # the stack for this machine: the `gpu` extra (tensorflow[and-cuda]) where nvidia-smi answers
-    # on Linux, else CPU only (GENRESTUDY_STACK=cpu|gpu overrides; lib/genrestudy/stack.py)
-    extras=$("$PYTHON" lib/genrestudy/stack.py extras)
+    # on Linux, else CPU only (GENRESTUDY_STACK=cpu|gpu overrides; lib/genrestudy/run/stack.py)
+    extras=$("$PYTHON" lib/genrestudy/run/stack.py extras)
     want=$({ cat pyproject.toml ${constraints:+"$constraints"}; [ "$extras" = test ] || echo "$extras"; } |
            sha256sum | cut -d' ' -f1)
     if [ -x "$PY" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
-        "$PY" -m genrestudy.musicnn_weights fetch --if-missing || true  # fetched since? (offline: one line)
+        "$PY" -m genrestudy.extractors.musicnn_weights fetch --if-missing || true  # fetched since? (offline: one line)
         return
     fi
     echo "== setting up $VENV (first use or changed dependencies; a few minutes); extras: $extras"
@@ -63,7 +63,7 @@ setup() {
     fi
     # the notebooks' kernel ("Python 3 (genrestudy)") is this environment's Python, inside .venv only
     "$PY" -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (genrestudy)" > /dev/null
-    "$PY" -m genrestudy.musicnn_weights fetch --if-missing || true  # musicnn's weights; offline: one line, the study runs on
+    "$PY" -m genrestudy.extractors.musicnn_weights fetch --if-missing || true  # musicnn's weights; offline: one line, the study runs on
     echo "$want" > "$STAMP"
 }
 
@@ -82,18 +82,18 @@ run_study() {
             --plan) plan=1; shift ;;
             --scheduler) export GENRESTUDY_SCHEDULER="${2:?--scheduler needs an address such as tcp://host:8786}"; shift 2 ;;
             --cores|--workers) machine+=("$1" "${2:?$1 needs a number}"); shift 2 ;;
-            --costs) machine+=("$1" "${2:?$1 needs a file written by python -m genrestudy.plan_machine}"); shift 2 ;;
+            --costs) machine+=("$1" "${2:?$1 needs a file written by python -m genrestudy.run.plan_machine}"); shift 2 ;;
             --gpu) machine+=(--gpu); shift ;;
             [0-9][0-9]) selected+=("$1"); shift ;;
             *) echo "run_all.sh: unknown argument '$1' (expected --profile demo|paper|audit, -p NAME VALUE, --weights PATH, --scale full|smoke, --plan [--cores N] [--gpu | --costs FILE] [--workers N], --scheduler ADDRESS, or notebook numbers like 03)" >&2; exit 2 ;;
         esac
     done
-    [ -n "$profile" ] || profile=$("$PY" -m genrestudy.profiles default)
+    [ -n "$profile" ] || profile=$("$PY" -m genrestudy.run.profiles default)
     # the plan needs neither GTZAN nor the weights: it says what it assumes in their absence
-    if [ -n "$plan" ]; then "$PY" -m genrestudy.plan "$profile" "${machine[@]}" "${overrides[@]}"; return; fi
+    if [ -n "$plan" ]; then "$PY" -m genrestudy.run.plan "$profile" "${machine[@]}" "${overrides[@]}"; return; fi
     [ ${#machine[@]} -eq 0 ] || { echo "run_all.sh: --cores, --gpu, --costs and --workers go with --plan" >&2; exit 2; }
     # every value checked (type, range, allowed values) before the first notebook: exit 2 on a bad one
-    "$PY" -m genrestudy.profiles check "$profile" "${overrides[@]}" || exit $?
+    "$PY" -m genrestudy.run.profiles check "$profile" "${overrides[@]}" || exit $?
     local number
     for number in "${selected[@]}"; do
         compgen -G "notebooks/${number}_*.ipynb" > /dev/null ||
@@ -102,16 +102,16 @@ run_study() {
     # a cluster is checked before the first notebook: reachable, workers with the project and the same cache
     if [ -n "${GENRESTUDY_SCHEDULER:-}" ]; then
         echo "== Dask cluster $GENRESTUDY_SCHEDULER"
-        "$PY" -m genrestudy.cluster check | sed 's/^/   /'; [ "${PIPESTATUS[0]}" = 0 ] || exit 1
+        "$PY" -m genrestudy.run.cluster check | sed 's/^/   /'; [ "${PIPESTATUS[0]}" = 0 ] || exit 1
     fi
     local out=build/executed/$profile${GENRESTUDY_SCALE:+-$GENRESTUDY_SCALE}
     mkdir -p "$out"
     echo "== profile: $profile${GENRESTUDY_SCALE:+ (scale $GENRESTUDY_SCALE)}"
-    "$PY" -m genrestudy.profiles describe "$profile" | sed 's/^/== /'
-    # the tables say which profile made them (genrestudy.reports reads it)
+    "$PY" -m genrestudy.run.profiles describe "$profile" | sed 's/^/== /'
+    # the tables say which profile made them (genrestudy.report.reports reads it)
     export GENRESTUDY_PROFILE="$profile"
     # which device the study will use (and, for the paper profile on a CPU, a measured warning)
-    "$PY" -m genrestudy.stack device "$profile" | sed 's/^/== /'
+    "$PY" -m genrestudy.run.stack device "$profile" | sed 's/^/== /'
     local started=$SECONDS
     for nb in notebooks/[0-9][0-9]_*.ipynb; do
         local name stem
@@ -121,14 +121,14 @@ run_study() {
             continue
         fi
         local t0=$SECONDS budget skip
-        skip=$("$PY" -m genrestudy.profiles left-out "$profile" "$nb")
+        skip=$("$PY" -m genrestudy.run.profiles left-out "$profile" "$nb")
         if [ -n "$skip" ]; then echo "== $name: skipped: $skip"; continue; fi
         echo "== $name"
-        budget=$("$PY" -m genrestudy.profiles budget "$profile" "$nb")
+        budget=$("$PY" -m genrestudy.run.profiles budget "$profile" "$nb")
         # executed copies get one line per step: no progress bars (tqdm reads TQDM_DISABLE), no
         # TensorFlow start-up chatter; the console and JupyterLab keep their bars
         if ! TQDM_DISABLE=1 TF_CPP_MIN_LOG_LEVEL=2 "$VENV/bin/papermill" --log-output --no-progress-bar \
-                -y "$("$PY" -m genrestudy.profiles params "$profile" "$nb" "${overrides[@]}")" \
+                -y "$("$PY" -m genrestudy.run.profiles params "$profile" "$nb" "${overrides[@]}")" \
                 "$nb" "$out/$name" > "$out/$stem.log" 2>&1; then
             echo "run_all.sh: $name failed; its error:" >&2
             grep -A 15 -E "^(-{10,}|[A-Za-z]*Error|Exception)" "$out/$stem.log" | tail -n 25 >&2 || tail -n 25 "$out/$stem.log" >&2

@@ -6,7 +6,7 @@ fraction of what it protects: rebuilding the entry. This script builds the signa
 ``--clips`` synthetic 30 s clips at 22050 Hz (GTZAN's format; 1000 clips make GTZAN's 2.6 GB
 entry, the study's largest; beyond 100 they are copies of the first 100 under other names), then times, in the same run:
 
-* build: manifest scan and :func:`genrestudy.signals.build_signal_set` from a cold cache
+* build: manifest scan and :func:`genrestudy.signals.signal_set.build_signal_set` from a cold cache
   (decoding every clip, writing ``signals.npy``, recording the checksums);
 * verify: :func:`genrestudy.cache.check_entry` on that entry in a fresh process state (its
   in-process memory of checked files cleared), the page cache warm as right after a build;
@@ -62,8 +62,8 @@ def run(args: argparse.Namespace) -> int:
         clips_of(tmp / "clips", args.clips)
         os.environ["GENRESTUDY_CACHE"] = str(tmp / "cache")
         from genrestudy import cache, cache_check
-        from genrestudy.dataset import scan_dataset
-        from genrestudy.signals import SegmentParams, build_signal_set
+        from genrestudy.data.dataset import scan_dataset
+        from genrestudy.signals.signal_set import SegmentParams, build_signal_set
 
         print(f"{args.clips} clips of 30 s at 22050 Hz, {os.cpu_count()} cores")
         started = time.perf_counter()

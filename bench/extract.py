@@ -2,7 +2,7 @@
 
 Plain way: every image loaded into RAM as a float32 array, ``preprocess_input`` on the
 whole array, ``model.predict(x, batch_size=32)`` on the float32 Keras network.
-Pipeline: :func:`genrestudy.backbones.build_backbone` + :func:`genrestudy.features.stream_features`
+Pipeline: :func:`genrestudy.extractors.backbones.build_backbone` + :func:`genrestudy.extractors.features.stream_features`
 (BatchNormalization folded into the convolutions, reduced precision where the CPU has it,
 fixed-size batches through the compiled predict function, the next batch read from the
 memmap and preprocessed on a background thread).
@@ -63,7 +63,7 @@ def synthetic_images(path: Path, n: int, size: int, *, seed: int) -> np.ndarray:
 
 def rss_child(args: argparse.Namespace) -> None:
     """Run the pipeline over the memmap in this (separate) process; print its peak RSS as JSON."""
-    from genrestudy import backbones, features
+    from genrestudy.extractors import backbones, features
 
     images = np.load(args.images, mmap_mode="r")
     model = backbones.build_backbone(args.backbone, weights=args.weights, precision=args.precision,
@@ -144,7 +144,8 @@ def run(args: argparse.Namespace, report) -> None:
     import keras
     import psutil
 
-    from genrestudy import backbones, device, features
+    from genrestudy import device
+    from genrestudy.extractors import backbones, features
 
     report.note(f"Keras backend: {keras.config.backend()}")
     spec = backbones.backbone_spec(args.backbone)

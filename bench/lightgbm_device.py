@@ -3,12 +3,12 @@
 The PyPI wheel of LightGBM (4.x, Linux) is built with the OpenCL GPU learner; it needs an
 OpenCL platform at run time (a GPU's driver, or on a CPU Debian's ``pocl-opencl-icd``). On a
 generated problem (``bench/tune.py``'s, default 2,000 x 128, 10 classes) the same halving
-search of the study (:func:`genrestudy.search.grid_search`: ``--budget`` points of Table 2,
+search of the study (:func:`genrestudy.models.search.grid_search`: ``--budget`` points of Table 2,
 rounds ``--min-rounds`` -> ``--rounds``, factor 3, warm-started survivors) runs twice:
 
 * ``cpu``: the study's way, configurations side by side on ``--n-jobs`` threads
-  (:func:`genrestudy.search.threads_per_fit`);
-* ``gpu``: ``device_type="gpu"`` (:data:`genrestudy.classifiers.DEVICE_OPTIONS`), one fit at a
+  (:func:`genrestudy.models.search.threads_per_fit`);
+* ``gpu``: ``device_type="gpu"`` (:data:`genrestudy.models.classifiers.DEVICE_OPTIONS`), one fit at a
   time (one device), single-precision histograms (LightGBM's default ``gpu_use_dp=false``).
 
 It prints each side's wall time and this process's CPU seconds (the steadier figure on a shared
@@ -72,7 +72,7 @@ def opencl_platform() -> str | None:
 
 
 def timed_search(data, args, *, n_jobs: int):
-    from genrestudy import search
+    from genrestudy.models import search
 
     start, start_cpu = time.perf_counter(), time.process_time()
     result = search.grid_search(data, budget=args.budget, seed=args.seed, mode="halving", resource="rounds",
@@ -82,7 +82,7 @@ def timed_search(data, args, *, n_jobs: int):
 
 
 def run(args: argparse.Namespace) -> int:
-    from genrestudy.classifiers import DEVICE_OPTIONS, STUDY_MAX_BIN, TrainingData
+    from genrestudy.models.classifiers import DEVICE_OPTIONS, STUDY_MAX_BIN, TrainingData
 
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at start", flush=True)
     platform = opencl_platform()

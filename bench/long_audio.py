@@ -7,9 +7,9 @@ process's high-water mark (``VmHWM``), in MB (1e6 bytes), and includes Python, N
 network models, Keras and TensorFlow.
 
 * ``old``: the file decoded whole (``sf.read``), checked, mixed and resampled whole, then cut into
-  clips, as :func:`genrestudy.predict.predict_file` did before block decoding (the code is copied
+  clips, as :func:`genrestudy.run.predict.predict_file` did before block decoding (the code is copied
   here, the naive reference);
-* ``new``: :func:`genrestudy.predict.predict_file` (:func:`genrestudy.audio.open_audio`'s blocks).
+* ``new``: :func:`genrestudy.run.predict.predict_file` (:func:`genrestudy.data.audio.open_audio`'s blocks).
 
 ``load`` decodes to the study's mono 22050 Hz signal only (old: whole; new: :func:`probe_audio`
 decodes every block and keeps none); the model kinds predict the file with a tiny random-init
@@ -64,7 +64,9 @@ def make_models(folder: Path, kinds) -> dict:
     """A tiny random-init model file of each kind asked for (three genres, 32 px images)."""
     from dataclasses import asdict
 
-    from genrestudy import endtoend, modelfile, predict
+    from genrestudy.models import modelfile
+    from genrestudy.networks import endtoend
+    from genrestudy.run import predict
 
     folder.mkdir(parents=True, exist_ok=True)
     made = {}
@@ -76,7 +78,7 @@ def make_models(folder: Path, kinds) -> dict:
     if "hybrid" in kinds:
         import lightgbm as lgb
 
-        from genrestudy import backbones
+        from genrestudy.extractors import backbones
 
         n_features = backbones.backbone_spec("MobileNetV2").n_features
         rng = np.random.default_rng(0)
@@ -87,7 +89,8 @@ def make_models(folder: Path, kinds) -> dict:
                                                    image_params=IMAGE_PARAMS, backbone="MobileNetV2",
                                                    input_size=32, precision="float32")
     if "knn" in kinds:
-        from genrestudy import knn, knn_model, spectral
+        from genrestudy.signals import spectral
+        from genrestudy.models import knn, knn_model
 
         params = spectral.SpectralParams()
         rng = np.random.default_rng(0)
@@ -98,7 +101,8 @@ def make_models(folder: Path, kinds) -> dict:
                                                classes=CLASSES, image_params=IMAGE_PARAMS, spectral_params=params,
                                                synthetic=False)
     if "small-network" in kinds:
-        from genrestudy import sequences, smallnets
+        from genrestudy.signals import sequences
+        from genrestudy.networks import smallnets
 
         network = smallnets.build_network("net2", None, n_classes=len(CLASSES), image_size=32)
         header = smallnets.model_header("net2", classes=CLASSES, image_params=IMAGE_PARAMS, synthetic=False,
@@ -133,8 +137,9 @@ def vm_hwm_mb() -> float:
 
 
 def child(way: str, kind: str, audio: str, model_path: str | None) -> dict:
-    from genrestudy import methods, predict  # noqa: F401  (methods register the knn and small-network kinds)
-    from genrestudy.audio import probe_audio
+    from genrestudy import methods
+    from genrestudy.run import predict
+    from genrestudy.data.audio import probe_audio
 
     model = predict.load_model(model_path) if model_path else None
     before = vm_hwm_mb()

@@ -62,9 +62,12 @@ def write_models(folder: Path) -> dict[str, Path]:
     """One model file of each kind, at the study's default image parameters."""
     import lightgbm as lgb
 
-    from genrestudy import endtoend, knn, knn_model, modelfile, predict, smallnets, spectral
-    from genrestudy.images import ImageParams
-    from genrestudy.sequences import SequenceParams
+    from genrestudy.signals import spectral
+    from genrestudy.models import knn, knn_model, modelfile
+    from genrestudy.networks import endtoend, smallnets
+    from genrestudy.run import predict
+    from genrestudy.signals.images import ImageParams
+    from genrestudy.signals.sequences import SequenceParams
 
     params, rng = ImageParams(), np.random.default_rng(0)
     network = endtoend.build_model(len(GENRES), image_size=params.image_size, seed=0)
@@ -93,7 +96,8 @@ def write_models(folder: Path) -> dict[str, Path]:
 def child(args: argparse.Namespace) -> None:
     """In a fresh process on ``PYTHONPATH``'s genrestudy: time every model over the files; print JSON."""
     import genrestudy.methods  # noqa: F401  (the methods register their model kinds)
-    from genrestudy import device, predict
+    from genrestudy import device
+    from genrestudy.run import predict
 
     models, files = json.loads(args.models), json.loads(args.files)
     started = time.perf_counter()

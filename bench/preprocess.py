@@ -4,7 +4,7 @@ The naive reference is written the way tutorials do it: for every segment,
 ``librosa.load(path, offset=…, duration=3)`` at its default rate, ``melspectrogram``,
 ``power_to_db(ref=np.max)``, scaled to 0–255 and resized with PIL to 224×224 RGB, one
 process. Ours is the study's pipeline from a cold cache: manifest scan (each file decoded
-to check it), then :func:`genrestudy.images.build_image_set` (decode once per clip, one
+to check it), then :func:`genrestudy.signals.images.build_image_set` (decode once per clip, one
 spectrogram per clip sliced per segment, parallel over clips, written to the cache).
 
 Usage::
@@ -50,15 +50,15 @@ def naive_images(paths: list[Path], n_segments: int = 10, seconds: float = 3.0) 
 
 def ours_images(root: Path, cache: Path, n_jobs: int):
     os.environ["GENRESTUDY_CACHE"] = str(cache)
-    from genrestudy.dataset import scan_dataset
-    from genrestudy.images import ImageParams, build_image_set
+    from genrestudy.data.dataset import scan_dataset
+    from genrestudy.signals.images import ImageParams, build_image_set
 
     manifest = scan_dataset(root, use_cache=False)
     return build_image_set(manifest, ImageParams(), n_jobs=n_jobs)
 
 
 def make_clips(root: Path, n_clips: int) -> list[Path]:
-    from genrestudy.demo import GENRES, generate_demo_dataset
+    from genrestudy.data.demo import GENRES, generate_demo_dataset
 
     per_genre = int(np.ceil(n_clips / len(GENRES)))
     generate_demo_dataset(root, clips_per_genre=per_genre)

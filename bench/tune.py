@@ -12,13 +12,13 @@ LightGBM parameters (``max_bin`` included) on both sides:
    an orthogonal array over Table 2 (every level of every axis 9 times, every pair of levels
    3 times), so their mean cost is the grid's, not a lucky draw's. It runs twice: as
    ``LGBMClassifier()`` is written, at LightGBM's default bins (``max_bin`` 255), and at the
-   study's bins (``--max-bin``; by default :data:`genrestudy.classifiers.STUDY_MAX_BIN`, 63).
+   study's bins (``--max-bin``; by default :data:`genrestudy.models.classifiers.STUDY_MAX_BIN`, 63).
 2. **Equal work per configuration, lever by lever.** The same configurations through
-   :func:`genrestudy.search.evaluate_candidates` (one binning, configurations side by side on one
+   :func:`genrestudy.models.search.evaluate_candidates` (one binning, configurations side by side on one
    thread each, binning time included), each trained to the full budget (no halving), at the
    same ``max_bin`` as the same-bins naive search: with the study's fits as they are
    (column-wise histograms, exact gradients), and with each of LightGBM's levers in
-   :data:`genrestudy.classifiers.TRAINING_LEVERS` (row-wise histograms, quantized gradients,
+   :data:`genrestudy.models.classifiers.TRAINING_LEVERS` (row-wise histograms, quantized gradients,
    both), and one configuration at a time on all threads (thread placement). Each line gives
    the speed ratio against the same-bins naive search and the mean validation accuracy's
    difference from it; the equal-work line picks the fastest lever that keeps the mean within
@@ -106,7 +106,7 @@ def make_problem(n_samples: int, n_features: int, n_classes: int, class_sep: flo
 def compare_configs(n: int, seed: int) -> list[dict]:
     """The configurations timed naive vs ours: with ``n`` = 27, an orthogonal array over Table 2
     (balanced on every axis and every pair of axes); otherwise ``n`` seeded random points."""
-    from genrestudy import search
+    from genrestudy.models import search
 
     axes = list(search.TABLE2_GRID)
     if n != 27 or len(axes) != len(ORTHOGONAL_COLUMNS) or any(len(v) != 3 for v in search.TABLE2_GRID.values()):
@@ -146,7 +146,7 @@ def subgrid(grid: dict, varied=("num_leaves", "max_depth", "learning_rate", "fea
 
 def levers() -> dict[str, tuple[dict, bool]]:
     """Name -> (LightGBM training options, one configuration at a time on all threads)."""
-    from genrestudy.classifiers import TRAINING_LEVERS
+    from genrestudy.models.classifiers import TRAINING_LEVERS
 
     return {"as the study fits (column-wise histograms, exact gradients)": ({}, False),
             "row-wise histograms": (TRAINING_LEVERS["row_wise"], False),
@@ -159,8 +159,8 @@ def levers() -> dict[str, tuple[dict, bool]]:
 def equal_work(args, X, y, train, valid, configs, naive) -> tuple[float, np.ndarray]:
     """Every lever at equal work; prints a line each and the equal-work line. Returns (rate, accuracies)
     of the study's fits as they are."""
-    from genrestudy import search
-    from genrestudy.classifiers import TrainingData
+    from genrestudy.models import search
+    from genrestudy.models.classifiers import TrainingData
 
     naive_s, naive_accuracy = naive[args.max_bin]
     naive_rate = len(configs) / naive_s * 3600
@@ -200,7 +200,7 @@ def equal_work(args, X, y, train, valid, configs, naive) -> tuple[float, np.ndar
 
 
 def _fit_curve(data, params, rounds, early_stopping, seed):
-    from genrestudy.classifiers import fit_lightgbm
+    from genrestudy.models.classifiers import fit_lightgbm
 
     fit = fit_lightgbm(data, params, num_boost_round=rounds, early_stopping_rounds=early_stopping, seed=seed,
                        record_curve=True)
@@ -233,8 +233,8 @@ def halving_at_paper_rounds(args) -> float:
     """The 3 x 3 sub-grid at the paper's round counts: exhaustive vs the study's halving; returns the gap (pt)."""
     import joblib
 
-    from genrestudy import search
-    from genrestudy.classifiers import TrainingData
+    from genrestudy.models import search
+    from genrestudy.models.classifiers import TrainingData
 
     X, y, train, valid = make_problem(args.gap_samples, args.gap_features, args.n_classes, args.class_sep, args.seed)
     data = TrainingData(X[train], y[train], X[valid], y[valid], num_class=args.n_classes, max_bin=args.max_bin)
@@ -279,7 +279,7 @@ def halving_at_paper_rounds(args) -> float:
 def halving_searches(args, data) -> tuple[float, float, str]:
     """The 3^4 sub-grid at ``--rounds`` (exhaustive vs halving) and, with ``--full-grid``, the full grid by
     halving; returns (the sub-grid's halving gap in points, candidates searched per hour, the full grid's time)."""
-    from genrestudy import search
+    from genrestudy.models import search
 
     sub = search.grid_candidates(grid=subgrid(search.TABLE2_GRID))
     common = dict(num_boost_round=args.rounds, early_stopping_rounds=args.early_stopping, seed=args.seed,
@@ -332,7 +332,7 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=27, help="maximum boosting rounds of a full-budget fit")
     parser.add_argument("--early-stopping", type=int, default=10)
     parser.add_argument("--max-bin", type=int, default=None,
-                        help="our side's bins (default: the study's, genrestudy.classifiers.STUDY_MAX_BIN)")
+                        help="our side's bins (default: the study's, genrestudy.models.classifiers.STUDY_MAX_BIN)")
     parser.add_argument("--n-jobs", type=int, default=2)
     parser.add_argument("--compare-configs", type=int, default=27,
                         help="configurations timed naive vs ours (27: an orthogonal array over Table 2; "
@@ -344,7 +344,7 @@ def main(argv=None) -> int:
     parser.add_argument("--gap-samples", type=int, default=None, help="rows of its problem (default: --n-samples)")
     parser.add_argument("--gap-features", type=int, default=None, help="columns of its problem (default: --n-features)")
     parser.add_argument("--halving-min-rounds", type=int, default=3,
-                        help="rounds of the first halving rung at --rounds (why not 1: genrestudy.search)")
+                        help="rounds of the first halving rung at --rounds (why not 1: genrestudy.models.search)")
     parser.add_argument("--cold", action="store_true",
                         help="refit survivors from scratch at every rung (scikit-learn's way) instead of continuing them")
     parser.add_argument("--aggressive", action="store_true",
@@ -370,7 +370,7 @@ def main(argv=None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from genrestudy.classifiers import STUDY_MAX_BIN, TrainingData
+    from genrestudy.models.classifiers import STUDY_MAX_BIN, TrainingData
 
     args.max_bin = STUDY_MAX_BIN if args.max_bin is None else args.max_bin
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at start", flush=True)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from genrestudy.audio import AudioError, load_audio
+from genrestudy.data.audio import AudioError, load_audio
 from conftest import write_audio
 
 

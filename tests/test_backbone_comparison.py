@@ -7,8 +7,11 @@ import keras
 import numpy as np
 import pytest
 
-from genrestudy import (backbone_comparison, backbones, features, heads, methods, musicnn_weights, paths, plots, profiles,
-                        study, table7)
+from genrestudy import methods, paths
+from genrestudy.extractors import backbones, features, musicnn_weights
+from genrestudy.networks import heads
+from genrestudy.report import backbone_comparison, plots, table7
+from genrestudy.run import profiles, study
 from genrestudy.methods import frozen_backbones
 from genrestudy.methods import musicnn as musicnn_methods
 

@@ -1,7 +1,7 @@
 """Bad audio input: never a crash, never silent wrong data, never a good file hidden.
 
-Each test names the defect or message case it guards (see ``lib/genrestudy/audio.py`` and
-``lib/genrestudy/dataset.py``). As root, file permissions do not stop reads, so unreadable
+Each test names the defect or message case it guards (see ``lib/genrestudy/data/audio.py`` and
+``lib/genrestudy/data/dataset.py``). As root, file permissions do not stop reads, so unreadable
 files and folders are simulated with monkeypatch.
 """
 import errno
@@ -15,10 +15,10 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from genrestudy import audio, dataset
-from genrestudy.audio import AudioError, load_audio
-from genrestudy.dataset import read_manifest, scan_dataset
-from genrestudy.signals import SegmentParams, build_signal_set
+from genrestudy.data import audio, dataset
+from genrestudy.data.audio import AudioError, load_audio
+from genrestudy.data.dataset import read_manifest, scan_dataset
+from genrestudy.signals.signal_set import SegmentParams, build_signal_set
 from conftest import make_dataset, write_audio
 
 SMALL = SegmentParams(n_segments=3, segment_seconds=1.0)
@@ -332,7 +332,7 @@ def test_a_damaged_mp3s_native_decoder_messages_become_one_logged_line(tmp_path,
     path = tmp_path / "damaged.mp3"
     path.write_bytes(damage(good))
     script = ("import logging, sys\nlogging.basicConfig(format='LOG %(message)s')\n"
-              "from genrestudy.audio import load_audio, AudioError\n"
+              "from genrestudy.data.audio import load_audio, AudioError\n"
               "try:\n    load_audio(sys.argv[1])\nexcept AudioError as e:\n    print('REFUSED', e)\n")
     done = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=120,
                           env={**os.environ})

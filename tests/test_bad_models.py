@@ -13,8 +13,10 @@ import numpy as np
 import pytest
 from conftest import write_audio
 
-from genrestudy import boosterfile, endtoend, modelfile, modelschema, predict
-from genrestudy.images import ImageParams
+from genrestudy.models import boosterfile, modelfile, modelschema
+from genrestudy.networks import endtoend
+from genrestudy.run import predict
+from genrestudy.signals.images import ImageParams
 
 GENRES = ("blues", "jazz", "rock", "pop")
 PARAMS = ImageParams(n_segments=3, segment_seconds=1.0, pad_seconds=0.25, n_fft=512, hop_length=256, n_mels=32,

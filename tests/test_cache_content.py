@@ -9,10 +9,11 @@ import pandas as pd
 import pytest
 from conftest import make_dataset
 
-from genrestudy import cache, cache_check, features
-from genrestudy.dataset import scan_dataset
-from genrestudy.images import ImageParams, build_image_set
-from genrestudy.signals import build_signal_set
+from genrestudy import cache, cache_check
+from genrestudy.extractors import features
+from genrestudy.data.dataset import scan_dataset
+from genrestudy.signals.images import ImageParams, build_image_set
+from genrestudy.signals.signal_set import build_signal_set
 
 PARAMS = ImageParams(n_segments=2, segment_seconds=1.0, pad_seconds=0.25, n_fft=512, hop_length=256, n_mels=32,
                      image_size=32)

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from genrestudy import cgan, sequences
+from genrestudy.signals import sequences
+from genrestudy.networks import cgan
 
 
 def _dense_units(model) -> list[int]:

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 from sklearn.datasets import make_classification
 
-from genrestudy import classifiers
-from genrestudy.classifiers import TrainingData, fit_lightgbm, lightgbm_params, predict_proba, training_data
+from genrestudy.models import classifiers
+from genrestudy.models.classifiers import TrainingData, fit_lightgbm, lightgbm_params, predict_proba, training_data
 
 PARAMS = {"num_leaves": 16, "max_depth": 4, "min_child_samples": 20, "learning_rate": 0.1, "reg_alpha": 2.0,
           "reg_lambda": 5.0, "bagging_fraction": 0.8, "feature_fraction": 0.8}

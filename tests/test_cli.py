@@ -14,8 +14,10 @@ import numpy as np
 import pytest
 from conftest import write_audio
 
-from genrestudy import cli, endtoend, modelfile, predict
-from genrestudy.images import ImageParams
+from genrestudy.models import modelfile
+from genrestudy.networks import endtoend
+from genrestudy.run import cli, predict
+from genrestudy.signals.images import ImageParams
 
 GENRES = ("blues", "jazz", "rock", "pop")
 PARAMS = ImageParams(n_segments=3, segment_seconds=1.0, pad_seconds=0.25, n_fft=512, hop_length=256, n_mels=32,
@@ -265,7 +267,7 @@ def test_a_closed_stdout_ends_quietly_as_sigpipe_does(files, tmp_path):
     import signal
 
     songs = [str(write_audio(tmp_path / f"s{i}.wav", seconds=1.2, seed=i)) for i in range(6)]
-    child = subprocess.Popen([sys.executable, "-m", "genrestudy.cli", "predict", *songs, "--model", str(files["e2e"]),
+    child = subprocess.Popen([sys.executable, "-m", "genrestudy.run.cli", "predict", *songs, "--model", str(files["e2e"]),
                               "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     first = child.stdout.readline()  # as `| head -1`: one line read, then the pipe closed
     child.stdout.close()
@@ -276,7 +278,8 @@ def test_a_closed_stdout_ends_quietly_as_sigpipe_does(files, tmp_path):
 
 
 def test_predict_help_names_every_kind_of_model_file_it_reads(capsys):
-    from genrestudy import methods, modelfile  # noqa: F401  (the methods register their kinds)
+    from genrestudy import methods
+    from genrestudy.models import modelfile
 
     assert cli.main(["predict", "--help"]) == 0
     text = " ".join(capsys.readouterr().out.split())
@@ -287,8 +290,8 @@ def test_predict_help_names_every_kind_of_model_file_it_reads(capsys):
 
 
 def test_too_short_clips_get_one_message_in_predict_and_tags():
-    from genrestudy import musicnn
-    from genrestudy.segments import ClipTooShortError
+    from genrestudy.extractors import musicnn
+    from genrestudy.signals.segments import ClipTooShortError
 
     # one sample short of 3 s at 22050 Hz: not "3.00 s is shorter than 3 s"
     with pytest.raises(ClipTooShortError) as caught:
@@ -303,8 +306,8 @@ def test_too_short_clips_get_one_message_in_predict_and_tags():
 
 
 def test_tags_list_shows_every_taggers_vocabulary_and_the_help_says_which_suits_what(capsys):
-    from genrestudy import musicnn_weights
-    from genrestudy.musicnn_architecture import ARCHITECTURES
+    from genrestudy.extractors import musicnn_weights
+    from genrestudy.extractors.musicnn_architecture import ARCHITECTURES
 
     if not musicnn_weights.available():
         pytest.skip(f"the taggers' tag lists come with musicnn's weights; fetch them with "

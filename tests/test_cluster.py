@@ -9,8 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from genrestudy import cluster, methods, study, table7
-from genrestudy.features import open_feature_set
+from genrestudy import methods
+from genrestudy.report import table7
+from genrestudy.run import cluster, study
+from genrestudy.extractors.features import open_feature_set
 
 distributed = pytest.importorskip("distributed")
 
@@ -33,7 +35,7 @@ def _study_data(n_tracks=48, per_track=3, n_classes=3):
     feature_set = SimpleNamespace(features=X, meta={"image_cache": image_set.key}, root=Path("features-cluster"))
     splits = {"track": np.where(tracks < 28, "train", np.where(tracks < 38, "valid", "test")),
               "other": np.where(tracks >= 20, "train", np.where(tracks >= 10, "valid", "test"))}
-    return methods.StudyData(INPUTS, image_set, feature_set), splits
+    return methods.StudyData(INPUTS, image_set, opened={"features": feature_set}), splits
 
 
 def _table7(data, splits, runs):
@@ -52,7 +54,7 @@ def test_table7_on_a_multi_process_cluster_equals_one_machine(study_dirs, tmp_pa
         facts = cluster.check(local_cluster.scheduler_address)  # what run_all.sh --scheduler checks first
         remote = table7.run_protocols(data, splits, LIGHTGBM_METHODS, progress=False)
         with distributed.Client(local_cluster.scheduler_address) as client:
-            binned = client.run(lambda: len(__import__("genrestudy.classifiers").classifiers._BINNED))
+            binned = client.run(lambda: len(__import__("genrestudy.models.classifiers").models.classifiers._BINNED))
             pids = set(client.run(__import__("os").getpid).values())
             # a task on a worker runs its own work there, not back on the cluster
             nested = client.submit(cluster.scheduler_address, "tcp://127.0.0.1:1", pure=False).result()

@@ -15,8 +15,8 @@ from conftest import make_dataset
 
 def _build_images(root: str, cache_dir: str) -> tuple[str, int, float]:
     os.environ["GENRESTUDY_CACHE"] = cache_dir
-    from genrestudy.dataset import scan_dataset
-    from genrestudy.images import ImageParams, build_image_set
+    from genrestudy.data.dataset import scan_dataset
+    from genrestudy.signals.images import ImageParams, build_image_set
 
     image_set = build_image_set(scan_dataset(root, n_jobs=1), ImageParams(image_size=32, n_segments=2), n_jobs=1)
     return str(image_set.root), int(image_set.images.sum()), time.time()

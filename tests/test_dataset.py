@@ -2,8 +2,9 @@ import logging
 
 import pytest
 
-from genrestudy import dataset, study
-from genrestudy.dataset import DatasetLayoutError, find_dataset_root, scan_dataset
+from genrestudy.data import dataset
+from genrestudy.run import study
+from genrestudy.data.dataset import DatasetLayoutError, find_dataset_root, scan_dataset
 from conftest import make_dataset, write_audio
 
 

@@ -4,8 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from genrestudy import demo, reports
-from genrestudy.dataset import scan_dataset
+from genrestudy.data import demo
+from genrestudy.report import reports
+from genrestudy.data.dataset import scan_dataset
 
 
 def digest(root):
@@ -93,7 +94,7 @@ def test_atomic_outputs_get_ordinary_permissions(tmp_path):
 def test_each_table_and_the_index_name_the_profile_that_made_it(study_dirs, monkeypatch):
     import pandas as pd
 
-    from genrestudy import reports
+    from genrestudy.report import reports
 
     monkeypatch.delenv(reports.PROFILE_ENV, raising=False)
     reports.save_table("table_alone", pd.DataFrame({"a": [1]}))

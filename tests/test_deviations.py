@@ -59,10 +59,10 @@ def test_every_entry_states_the_source_ours_why_and_a_switch_that_exists():
 
 def test_the_switch_check_fails_on_a_name_that_is_not_real():
     with pytest.raises((ImportError, AttributeError)):
-        _resolve("genrestudy.smallnets.Grid.no_such_momentum")
+        _resolve("genrestudy.networks.smallnets.Grid.no_such_momentum")
     with pytest.raises((ImportError, AttributeError)):
         _resolve("genrestudy.no_such_module.thing")
-    assert _resolve("genrestudy.study.StudyInputs.search_mode") == "exhaustive"
+    assert _resolve("genrestudy.run.study.StudyInputs.search_mode") == "exhaustive"
 
 
 def test_the_list_holds_every_departure_issue_23_names():
@@ -72,7 +72,10 @@ def test_the_list_holds_every_departure_issue_23_names():
 
 
 def test_the_switches_named_do_what_the_entries_say():
-    from genrestudy import genetic, sequences, smallnets, study
+    from genrestudy.signals import sequences
+    from genrestudy.models import genetic
+    from genrestudy.networks import smallnets
+    from genrestudy.run import study
 
     assert study.StudyInputs().search_mode == "exhaustive"
     assert study.StudyInputs(search_mode="halving").search_mode == "halving"

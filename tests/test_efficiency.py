@@ -113,7 +113,8 @@ def _report(seconds, **result):
 
 
 def test_every_reduced_measurement_is_labelled_the_lightgbm_rounds_included():
-    from genrestudy import endtoend, plots, table8
+    from genrestudy.networks import endtoend
+    from genrestudy.report import plots, table8
 
     measured = {"end_to_end_fit": _report(9.0, epochs=1, train_images=20, device="cpu"),
                 "lightgbm_fit": _report(1.0, best_iteration=50, train_rows=80, frameworks=["lightgbm"]),

@@ -4,7 +4,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from genrestudy import efficiency_steps, device, efficiency, endtoend, features, splits, study, table8
+from genrestudy import device, efficiency
+from genrestudy.data import splits
+from genrestudy.extractors import features
+from genrestudy.networks import endtoend
+from genrestudy.report import efficiency_steps, table8
+from genrestudy.run import study
 
 from conftest import make_dataset
 
@@ -49,7 +54,7 @@ def test_this_module_imports_no_framework_at_its_top():
     import subprocess
     import sys
 
-    code = ("import sys, genrestudy.efficiency, genrestudy.efficiency_steps as s; "
+    code = ("import sys, genrestudy.efficiency, genrestudy.report.efficiency_steps as s; "
             "print(sorted(set(s.FRAMEWORKS) & set(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
@@ -83,14 +88,14 @@ def test_lightgbm_step_fits_in_a_process_without_keras(tiny_study):
     with efficiency_steps.lightgbm_step_data(inputs, image_set, split) as data:
         assert data["max_bin"] == inputs.max_bin and data["num_class"] == 2
         report = efficiency_steps.lightgbm_fit_step(**data, **fit_kw)
-        measured = efficiency.measure_step("genrestudy.efficiency_steps:lightgbm_fit_step", {**data, **fit_kw})
+        measured = efficiency.measure_step("genrestudy.report.efficiency_steps:lightgbm_fit_step", {**data, **fit_kw})
         folder = data["data_dir"]
     assert not __import__("os").path.exists(folder)  # the step's arrays are removed afterwards
     assert report["train_rows"] == 32 and report["best_iteration"] == 5 and report["seconds"] > 0
     assert len(_entries(tiny_study["base"], "features")) == 1  # the input's cache, built once
     # the fit's process imports LightGBM, never Keras or TensorFlow (Table 8's RAM is LightGBM's own)
     assert measured["result"]["frameworks"] == ["lightgbm"]
-    assert measured["imported"] == ["lightgbm", "genrestudy.classifiers"]
+    assert measured["imported"] == ["lightgbm", "genrestudy.models.classifiers"]
     assert measured["result"]["train_rows"] == 32
     assert 0 < measured["rss_before_mb"] < measured["peak_rss_mb"]
 

@@ -12,8 +12,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from genrestudy import backbones, cache, device, endtoend, modelfile, plots, splits, training
-from genrestudy.images import ImageParams, open_image_set
+from genrestudy import cache, device
+from genrestudy.data import splits
+from genrestudy.extractors import backbones
+from genrestudy.models import modelfile
+from genrestudy.networks import endtoend, training
+from genrestudy.report import plots
+from genrestudy.signals.images import ImageParams, open_image_set
 
 CLASSES = ("blues", "jazz", "rock")
 TINY_PARAMS = ImageParams(n_segments=3, segment_seconds=1.0, pad_seconds=0.25, n_fft=512, hop_length=256,
@@ -225,7 +230,7 @@ def test_the_training_machinery_trains_and_caches_a_small_network_of_another_kin
     import keras
 
     monkeypatch.setattr(modelfile, "_KINDS", dict(modelfile._KINDS))  # the registration ends with the test
-    from genrestudy import modelschema
+    from genrestudy.models import modelschema
 
     modelfile.register_kind("tiny-cnn", required=("layers",), fields={"layers": modelschema.integer(1, 1000)})
     image_set = write_image_set(tmp_path / "set")
@@ -386,7 +391,7 @@ def test_evaluation_scores_the_test_split_once(tiny, monkeypatch):
     import pandas as pd
     from sklearn.metrics import accuracy_score, f1_score
 
-    from genrestudy import training
+    from genrestudy.networks import training
 
     calls = []
     original = training.predict_rows

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from genrestudy import evaluation, plots
+from genrestudy.report import evaluation, plots
 
 CLASSES = ["blues", "classical", "rock"]
 

@@ -10,8 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from genrestudy import backbones, cache, device, features, plots
-from genrestudy.images import open_image_set
+from genrestudy import cache, device
+from genrestudy.extractors import backbones, features
+from genrestudy.report import plots
+from genrestudy.signals.images import open_image_set
 
 SMALL = 32  # smallest input most backbones accept; fast enough for unit tests
 
@@ -27,7 +29,7 @@ def cosine_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def write_image_set(root: Path, *, n_per_genre: int = 4, size: int = SMALL, genres=("blues", "jazz", "rock"),
                     synthetic: bool = True, seed: int = 0):
-    """A complete image cache entry, as genrestudy.images writes one, with band-pattern images."""
+    """A complete image cache entry, as genrestudy.signals.images writes one, with band-pattern images."""
     rng = np.random.default_rng(seed)
     rows, images = [], []
     grid = np.linspace(0, 1, size, dtype=np.float32)[:, None]

@@ -3,12 +3,13 @@ import logging
 import numpy as np
 import pytest
 
-from genrestudy import cache, images, signals
-from genrestudy.audio import load_audio
-from genrestudy.dataset import scan_dataset
-from genrestudy.demo import generate_demo_dataset
-from genrestudy.images import ImageParams, build_image_set, mel_images
-from genrestudy.segments import ClipTooShortError, segment_clip, segment_count
+from genrestudy import cache
+from genrestudy.signals import images, signal_set as signals
+from genrestudy.data.audio import load_audio
+from genrestudy.data.dataset import scan_dataset
+from genrestudy.data.demo import generate_demo_dataset
+from genrestudy.signals.images import ImageParams, build_image_set, mel_images
+from genrestudy.signals.segments import ClipTooShortError, segment_clip, segment_count
 from conftest import make_dataset, write_audio
 
 SMALL = dict(n_segments=3, segment_seconds=1.0, image_size=32, n_mels=32)

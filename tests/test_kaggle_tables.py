@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from genrestudy.kaggle_tables import parse_filename, read_kaggle_features
+from genrestudy.data.kaggle_tables import parse_filename, read_kaggle_features
 
 
 def write_table(path, filenames, labels, n_features=3, seed=0):
@@ -77,7 +77,7 @@ def test_a_saved_pandas_index_never_becomes_a_feature(tmp_path, caplog):
     frame.insert(1, "row", range(1, len(frame) + 1))  # an R-style 1..n row number under another name
     frame.to_csv(tmp_path / "numbered.csv", index=False)
     for table in ("indexed.csv", "numbered.csv"):
-        with caplog.at_level("WARNING", logger="genrestudy.kaggle_tables"):
+        with caplog.at_level("WARNING", logger="genrestudy.data.kaggle_tables"):
             fs = read_kaggle_features(tmp_path / table)
         assert fs.meta["feature_columns"] == ["mfcc1_mean", "mfcc2_mean", "mfcc3_mean"], table
         assert fs.features.shape == (6, 3) and "dropped index column(s)" in caplog.text
@@ -128,7 +128,7 @@ def test_empty_label_is_still_missing(tmp_path):
 def test_label_with_spaces_joins_its_genre_with_a_warning(tmp_path, caplog):
     names = [f"{g}.0000{t}.wav" for g in ("blues", "rock") for t in range(2)]
     write_table(tmp_path / "t.csv", names, ["blues", "blues ", "rock", " rock\t"])
-    with caplog.at_level("WARNING", logger="genrestudy.kaggle_tables"):
+    with caplog.at_level("WARNING", logger="genrestudy.data.kaggle_tables"):
         fs = read_kaggle_features(tmp_path / "t.csv")
     assert fs.classes == ["blues", "rock"]
     assert "stripped" in caplog.text and "join the genre(s) blues, rock" in caplog.text

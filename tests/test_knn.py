@@ -9,8 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from genrestudy import cli, methods, modelfile, paths, predict, spectral, study, table7
-from genrestudy import genetic, knn, knn_model
+from genrestudy import methods, paths
+from genrestudy.signals import spectral
+from genrestudy.models import modelfile
+from genrestudy.report import table7
+from genrestudy.run import cli, predict, study
+from genrestudy.models import genetic, knn, knn_model
 
 CLASSES = ["calm", "lively", "sombre"]
 
@@ -206,10 +210,10 @@ def test_the_knn_methods_register_after_the_papers_five_and_run_in_table7(tmp_pa
     inputs = study.StudyInputs(data=str(_folder(tmp_path / "moods")), **SMALL)
     image_set = study.image_set(inputs, n_jobs=1)
     data = methods.StudyData(inputs, image_set)
-    values = data.spectral()
+    values = data.values("spectral")
     assert values.shape == (len(image_set), 12)
-    assert data.spectral_set.meta["signal_cache"] == study.signal_set(inputs).key
-    assert image_set.meta["signal_cache"] == data.spectral_set.meta["signal_cache"]  # one decode for both
+    assert data.opened["spectral"].meta["signal_cache"] == study.signal_set(inputs).key
+    assert image_set.meta["signal_cache"] == data.opened["spectral"].meta["signal_cache"]  # one decode for both
     split = study.split(inputs, image_set.segments)
     registered = [methods.knn.SpectralKNN]
     rows, details = table7.protocol_rows(data, split, protocol="track", methods=registered,
@@ -231,7 +235,7 @@ def test_spectral_features_out_of_step_with_the_images_are_refused(tmp_path, stu
     shuffled = type(features)(root=features.root, values=features.values[order],
                               segments=features.segments.iloc[order].reset_index(drop=True), meta=features.meta)
     with pytest.raises(ValueError, match="not aligned with the image set") as info:
-        methods.StudyData(inputs, image_set, spectral_set=shuffled).spectral()
+        methods.StudyData(inputs, image_set, opened={"spectral": shuffled}).values("spectral")
     assert "\n" not in str(info.value)
 
 
@@ -271,7 +275,7 @@ def test_a_saved_knn_model_holds_no_pickle_and_predicts_as_the_pipeline(saved):
 
 
 def test_predicting_a_file_computes_its_segments_spectral_features(saved):
-    from genrestudy.audio import load_audio
+    from genrestudy.data.audio import load_audio
 
     model = predict.load_model(saved["path"])
     result = predict.predict_file(saved["song"], model)
@@ -365,6 +369,6 @@ def test_the_genrestudy_command_reads_a_knn_model_in_a_fresh_process(saved):
     import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, "-m", "genrestudy.cli", "predict", "--model", str(saved["path"]),
+    done = subprocess.run([sys.executable, "-m", "genrestudy.run.cli", "predict", "--model", str(saved["path"]),
                            str(saved["song"])], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

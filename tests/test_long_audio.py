@@ -8,9 +8,10 @@ import pytest
 import soundfile as sf
 from conftest import write_audio
 
-from genrestudy import audio, predict
-from genrestudy.audio import AudioError, load_audio, open_audio
-from genrestudy.images import ImageParams, mel_images
+from genrestudy.data import audio
+from genrestudy.run import predict
+from genrestudy.data.audio import AudioError, load_audio, open_audio
+from genrestudy.signals.images import ImageParams, mel_images
 
 PARAMS = ImageParams(n_segments=3, segment_seconds=1.0, pad_seconds=0.25, n_fft=512, hop_length=256, n_mels=32,
                      image_size=32)

@@ -9,7 +9,10 @@ import pandas as pd
 import pytest
 from sklearn.neighbors import NearestCentroid
 
-from genrestudy import classifiers, methods, study, table7, tuning
+from genrestudy import methods
+from genrestudy.models import classifiers, tuning
+from genrestudy.report import table7
+from genrestudy.run import study
 from genrestudy.methods import hybrid
 
 INPUTS = study.StudyInputs(budget=2, num_boost_round=25, early_stopping_rounds=None, retrain_rounds=25,
@@ -29,7 +32,7 @@ def _study_data(inputs=INPUTS, n_tracks=60, per_track=4, n_classes=3, seed=0):
                                 synthetic=True)
     feature_set = SimpleNamespace(features=X, meta={"image_cache": image_set.key}, root=Path(f"features-{seed}"))
     split = np.where(tracks < 36, "train", np.where(tracks < 48, "valid", "test"))
-    return methods.StudyData(inputs, image_set, feature_set), split
+    return methods.StudyData(inputs, image_set, opened={"features": feature_set}), split
 
 
 @pytest.fixture
@@ -131,7 +134,7 @@ def test_retrained_rows_differ_from_the_selected_by_their_seed_only(monkeypatch)
 def test_a_search_runs_once_whichever_notebook_asks(study_dirs, monkeypatch):
     # defect: the results notebook re-ran notebook 03's searches
     data, split = _study_data()
-    feature_set = data.feature_set
+    feature_set = data.opened["features"]
     training = classifiers.training_data(feature_set.features, data.labels, split, num_class=3, max_bin=INPUTS.max_bin)
     is_test = split == "test"
     per_seed, searches = tuning.compare_at_equal_budget(  # notebook 03's call

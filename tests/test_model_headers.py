@@ -11,9 +11,12 @@ import pandas as pd
 import pytest
 from conftest import write_audio
 
-from genrestudy import cli, endtoend, knn, knn_model, modelfile, predict, spectral
-from genrestudy.images import ImageParams
-from genrestudy.kaggle_tables import read_kaggle_features
+from genrestudy.signals import spectral
+from genrestudy.models import knn, knn_model, modelfile
+from genrestudy.networks import endtoend
+from genrestudy.run import cli, predict
+from genrestudy.signals.images import ImageParams
+from genrestudy.data.kaggle_tables import read_kaggle_features
 
 CLASSES = ["calm", "lively", "sombre"]
 

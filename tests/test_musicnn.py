@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from genrestudy import cache, musicnn, musicnn_weights, paths
+from genrestudy import cache, paths
+from genrestudy.extractors import musicnn, musicnn_weights
 
 CLIP = "country/country.00000.wav"
 
@@ -140,7 +141,7 @@ def test_the_port_computes_what_the_original_graph_computes(model, original_weig
 
 
 def test_the_real_clip_gets_the_original_models_top_tags(weights_cache, shared_data, capsys):
-    from genrestudy import cli
+    from genrestudy.run import cli
 
     path = shared_data / "gtzan_sample" / CLIP
     assert cli.main(["tags", str(path)]) == 0
@@ -160,7 +161,7 @@ def test_the_real_clip_gets_the_original_models_top_tags(weights_cache, shared_d
 
 
 def test_tags_of_a_bad_file_is_one_line_and_the_others_go_on(weights_cache, shared_data, tmp_path, capsys):
-    from genrestudy import cli
+    from genrestudy.run import cli
 
     bad = tmp_path / "not audio.mp3"
     bad.write_text("no audio here")
@@ -240,8 +241,8 @@ def test_the_mel_patches_are_the_authors_representation():
 def _tiny_signal_set(tmp_path):
     from conftest import make_dataset
 
-    from genrestudy.dataset import scan_dataset
-    from genrestudy.signals import SegmentParams, build_signal_set
+    from genrestudy.data.dataset import scan_dataset
+    from genrestudy.signals.signal_set import SegmentParams, build_signal_set
 
     root = make_dataset(tmp_path / "set", genres=("calm", "lively"), clips=2, seconds=3.2)
     return build_signal_set(scan_dataset(root, n_jobs=1), SegmentParams(n_segments=1, segment_seconds=3.0), n_jobs=1)
@@ -278,7 +279,8 @@ def _fake_study_data(n_tracks=90, per_track=4, n_classes=3, seed=0):
 
     import pandas as pd
 
-    from genrestudy import methods, study
+    from genrestudy import methods
+    from genrestudy.run import study
 
     rng = np.random.default_rng(seed)
     tracks = np.repeat(np.arange(n_tracks), per_track)
@@ -286,13 +288,14 @@ def _fake_study_data(n_tracks=90, per_track=4, n_classes=3, seed=0):
     X = rng.normal(size=(len(tracks), 16)).astype(np.float32)
     X[:, :3] += 8.0 * np.eye(n_classes)[labels]  # one column per class: a linear head can learn it
     classes = [f"g{i}" for i in range(n_classes)]
-    segments = pd.DataFrame({"track_id": [f"t{t:03d}" for t in tracks], "label": [classes[c] for c in labels]})
+    segments = pd.DataFrame({"track_id": [f"t{t:03d}" for t in tracks], "segment": np.tile(np.arange(per_track), n_tracks),
+                             "label": [classes[c] for c in labels]})
     image_set = SimpleNamespace(key="images-fake", classes=classes, labels=labels, segments=segments, synthetic=True)
     inputs = study.StudyInputs(budget=2, num_boost_round=10, early_stopping_rounds=None, seeds=(0,), retrain_seed=1,
                                max_bin=15, head_batch_sizes=(32,), head_learning_rates=(0.01,))
     data = methods.StudyData(inputs, image_set)
-    fake = SimpleNamespace(key="musicnn-fake", embedding=lambda: X)
-    data.musicnn_sets.update({"MSD_musicnn": fake, "MTT_musicnn": fake})
+    fake = SimpleNamespace(key="musicnn-fake", embedding=lambda: X, segments=segments)
+    data.opened.update({"musicnn:MSD_musicnn": fake, "musicnn:MTT_musicnn": fake})
     split = np.where(tracks < 54, "train", np.where(tracks < 72, "valid", "test"))
     return data, split
 
@@ -312,7 +315,8 @@ def test_the_musicnn_methods_learn_from_the_embeddings(key, study_dirs):
 
 
 def test_without_the_weights_the_musicnn_methods_step_aside_with_one_line(monkeypatch, caplog):
-    from genrestudy import methods, study
+    from genrestudy import methods
+    from genrestudy.run import study
     from genrestudy.methods import musicnn as musicnn_methods
 
     keys = {"musicnn_msd_lightgbm", "musicnn_msd_dense_head", "musicnn_mtt_lightgbm", "musicnn_mtt_dense_head"}
@@ -333,7 +337,8 @@ def test_without_the_weights_the_musicnn_methods_step_aside_with_one_line(monkey
 def test_study_data_gives_each_segment_its_musicnn_embedding(tmp_path, study_dirs, weights_cache):
     from conftest import make_dataset
 
-    from genrestudy import methods, study
+    from genrestudy import methods
+    from genrestudy.run import study
 
     cache_root = paths.cache_dir()
     cache_root.mkdir(parents=True, exist_ok=True)
@@ -341,7 +346,7 @@ def test_study_data_gives_each_segment_its_musicnn_embedding(tmp_path, study_dir
     root = make_dataset(tmp_path / "set", genres=("calm", "lively"), clips=2, seconds=6.2)
     inputs = study.StudyInputs(data=str(root), n_segments=2, image_size=32)
     data = methods.StudyData(inputs, study.image_set(inputs, n_jobs=1))
-    found = data.musicnn("MTT_musicnn")
+    found = data.input(methods.base.musicnn_embeddings("MTT_musicnn"))
     assert found.embedding().shape == (len(data.labels), 1706)
     assert data.input_keys((methods.base.musicnn_embeddings("MTT_musicnn"),)) == {"musicnn:MTT_musicnn": found.key}
     embedding, meta = musicnn.study_embeddings(inputs, "MTT_musicnn")

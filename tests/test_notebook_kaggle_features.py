@@ -11,7 +11,8 @@ import pandas as pd
 import papermill
 import pytest
 
-from genrestudy import paths, reports
+from genrestudy import paths
+from genrestudy.report import reports
 
 GENRES = ("blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock")
 
@@ -56,7 +57,8 @@ def test_notebook03_runs_on_a_kaggle_features_table(study_dirs, tmp_path):
     assert (retrained["test_accuracy"] > 0.5).all(), retrained
     assert set(pd.read_csv(results / "table_per_genre_lightgbm.csv")["genre"]) == set(GENRES)
     # the notebook's learning-rate distribution reaches its Random Search (not only its text)
-    from genrestudy import cache, search
+    from genrestudy import cache
+    from genrestudy.models import search
 
     metas = [cache.read_meta(entry) for entry in (study_dirs["cache"] / "searches").iterdir() if entry.is_dir()]
     randoms = [m for m in metas if m["method"] == "random"]

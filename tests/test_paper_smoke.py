@@ -23,8 +23,12 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from genrestudy import backbones, demo, paths, profiles, reports, splits
-from genrestudy.splits import SPLITS
+from genrestudy import paths
+from genrestudy.data import demo, splits
+from genrestudy.extractors import backbones
+from genrestudy.report import reports
+from genrestudy.run import profiles
+from genrestudy.data.splits import SPLITS
 
 # every notebook in a fresh kernel: minutes, the suite's longest test (conftest.py starts it first)
 pytestmark = [pytest.mark.slow, pytest.mark.longest]

@@ -1,4 +1,4 @@
-"""genrestudy.plan: the work of a profile's run per notebook, and its estimated duration."""
+"""genrestudy.run.plan: the work of a profile's run per notebook, and its estimated duration."""
 from __future__ import annotations
 
 import json
@@ -10,7 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from genrestudy import backbones, plan, profiles, search
+from genrestudy.extractors import backbones
+from genrestudy.models import search
+from genrestudy.run import plan, profiles
 
 ROOT = Path(__file__).resolve().parent.parent
 #: the paper profile's halving search over 6,561 points up to 2000 rounds, rung by rung
@@ -79,7 +81,7 @@ def test_audit_plan_counts_every_notebook_and_method(study_dirs):
 
 
 def test_the_knn_line_counts_the_features_the_knn_uses(study_dirs):
-    from genrestudy import spectral
+    from genrestudy.signals import spectral
 
     _, works, _ = plan.plan("audit")
     line = next(line for w in works if w.notebook.startswith("05") for line in w.lines)
@@ -204,7 +206,8 @@ def test_a_notebook_the_plan_does_not_know_gets_a_line(tmp_path, monkeypatch):
 def test_measured_unit_costs_are_per_image_and_per_round_at_the_planned_size(monkeypatch):
     from types import SimpleNamespace
 
-    from genrestudy import classifiers, images
+    from genrestudy.signals import images
+    from genrestudy.models import classifiers
 
     # a fake CPU clock that advances only inside the measured work: 20 ms per mel image, 5 ms per
     # boosting round per 1000 rows; the measure is per image, its warm-up call not counted

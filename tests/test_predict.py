@@ -14,10 +14,13 @@ import pytest
 from conftest import make_dataset, write_audio
 
 import genrestudy
-from genrestudy import backbones, endtoend, features, modelfile, modelschema, predict, study, training
-from genrestudy.audio import AudioError, load_audio
-from genrestudy.images import ImageParams, build_image_set, mel_images
-from genrestudy.segments import ClipTooShortError
+from genrestudy.extractors import backbones, features
+from genrestudy.models import modelfile, modelschema
+from genrestudy.networks import endtoend, training
+from genrestudy.run import predict, study
+from genrestudy.data.audio import AudioError, load_audio
+from genrestudy.signals.images import ImageParams, build_image_set, mel_images
+from genrestudy.signals.segments import ClipTooShortError
 
 GENRES = ("blues", "jazz", "rock")
 PARAMS = ImageParams(n_segments=3, segment_seconds=1.0, pad_seconds=0.25, n_fft=512, hop_length=256, n_mels=32,
@@ -234,7 +237,7 @@ def test_a_demo_model_never_replaces_a_real_data_model(tmp_path, dataset, e2e, c
     # a real-data model there: kept; the demo model goes beside it, with a warning
     target.write_bytes(e2e.path.read_bytes())
     real = target.read_bytes()
-    with caplog.at_level("WARNING", logger="genrestudy.modelfile"):
+    with caplog.at_level("WARNING", logger="genrestudy.models.modelfile"):
         saved = modelfile.save_keras_model(network, target, metadata=header)
     assert saved == target.with_name("resnet50_end_to_end.synthetic.keras") and saved.is_file()
     assert target.read_bytes() == real and "trained on real audio" in caplog.text

@@ -3,7 +3,9 @@ import json
 
 import pytest
 
-from genrestudy import classifiers, paths, profiles
+from genrestudy import paths
+from genrestudy.models import classifiers
+from genrestudy.run import profiles
 
 
 def test_demo_is_the_notebooks_defaults_and_the_default_without_gtzan(study_dirs):
@@ -65,7 +67,9 @@ def test_smoke_scale_shrinks_the_profile_and_nothing_else(monkeypatch, capsys):
 
 
 def test_the_paper_profile_holds_only_the_papers_experiments(monkeypatch):
-    from genrestudy import methods, study, table7
+    from genrestudy import methods
+    from genrestudy.report import table7
+    from genrestudy.run import study
 
     monkeypatch.delenv(profiles.SCALE_ENV, raising=False)
     stems = [p.stem for p in sorted(profiles.notebooks_dir().glob("[0-9][0-9]_*.ipynb"))]

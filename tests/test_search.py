@@ -9,8 +9,9 @@ from sklearn.experimental import enable_halving_search_cv  # noqa: F401
 from sklearn.model_selection import HalvingGridSearchCV
 from sklearn.tree import DecisionTreeClassifier
 
-from genrestudy import plots, search, tuning
-from genrestudy.classifiers import training_data
+from genrestudy.models import search, tuning
+from genrestudy.report import plots
+from genrestudy.models.classifiers import training_data
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +142,7 @@ def test_dask_cluster_runs_the_same_fits(data):
         remote = search.evaluate_candidates(train, candidates, num_boost_round=8, n_jobs=2, progress=False,
                                             scheduler_address=cluster.scheduler_address)
         with distributed.Client(cluster.scheduler_address) as client:
-            workers_used = client.run(lambda: __import__("genrestudy.classifiers").classifiers._BINNED.copy().keys())
+            workers_used = client.run(lambda: __import__("genrestudy.models.classifiers").models.classifiers._BINNED.copy().keys())
         # warm-started halving: the continued fits' states travel to the workers and back
         kw = dict(method="grid", mode="halving", min_resources=2, num_boost_round=6, n_jobs=2, progress=False)
         halving_remote = search.run_search(train, candidates, scheduler_address=cluster.scheduler_address, **kw)

@@ -3,11 +3,12 @@ import errno
 import numpy as np
 import pytest
 
-from genrestudy import cache, signals
-from genrestudy.audio import load_audio
-from genrestudy.dataset import scan_dataset
-from genrestudy.segments import segment_clip
-from genrestudy.signals import SegmentParams, build_signal_set, segment_features
+from genrestudy import cache
+from genrestudy.signals import signal_set as signals
+from genrestudy.data.audio import load_audio
+from genrestudy.data.dataset import scan_dataset
+from genrestudy.signals.segments import segment_clip
+from genrestudy.signals.signal_set import SegmentParams, build_signal_set, segment_features
 from conftest import make_dataset, write_audio
 
 SMALL = SegmentParams(n_segments=3, segment_seconds=1.0)
@@ -143,8 +144,8 @@ def test_extractor_with_a_wrong_row_count_is_reported(study_dirs, tmp_path):
 def test_a_file_name_that_is_not_utf8_reaches_the_images(study_dirs, tmp_path):
     import os
 
-    from genrestudy.dataset import scan_dataset
-    from genrestudy.images import ImageParams, build_image_set
+    from genrestudy.data.dataset import scan_dataset
+    from genrestudy.signals.images import ImageParams, build_image_set
 
     root = make_dataset(tmp_path / "set", genres=("blues", "rock"), clips=2, seconds=3.5)
     odd = root / "genres_original" / "blues" / os.fsdecode(b"blues.\xff0009.wav")

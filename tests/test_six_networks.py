@@ -7,8 +7,13 @@ import zipfile
 import numpy as np
 import pytest
 
-from genrestudy import cli, methods, modelfile, predict, sequences, smallnets, study, table7
-from genrestudy import smallnets_training as st
+from genrestudy import methods
+from genrestudy.signals import sequences
+from genrestudy.models import modelfile
+from genrestudy.networks import smallnets
+from genrestudy.report import table7
+from genrestudy.run import cli, predict, study
+from genrestudy.networks import smallnets_training as st
 
 KEYS = ["net1_mlp", "net2_cnn", "net3_cnn_bn", "net4_cnn_bn_rmsprop", "net5_lstm", "net6_lstm_cgan"]
 SMALL = dict(n_segments=2, n_mels=32, image_size=32, seeds=(0,), retrain_seed=1)
@@ -206,7 +211,7 @@ def test_the_six_networks_register_after_the_knn_methods_and_run_in_table7(train
     assert details.loc["net1_mlp", "configurations"] == 2 and details.loc["net4_cnn_bn_rmsprop", "configurations"] == 2
     assert (details["reduced_grid"]).all() and (details["peak_rss_mb"] > 0).all()
     assert details.loc["net6_lstm_cgan", "generated_rows"] > 0
-    assert trained["data"].sequence_set.meta["signal_cache"] == trained["data"].image_set.meta["signal_cache"]
+    assert trained["data"].opened["sequences"].meta["signal_cache"] == trained["data"].image_set.meta["signal_cache"]
 
 
 @pytest.mark.parametrize("key", KEYS)
@@ -252,7 +257,7 @@ def test_a_second_run_reads_every_configuration_from_the_cache(trained):
 # ---------------------------------------------------------------- notebook 06's tables
 
 def test_the_sources_numbers_stand_in_rows_of_their_own():
-    from genrestudy import smallnets_report as report
+    from genrestudy.report import smallnets_report as report
 
     rows = report.source_rows()
     assert (rows["source"] == report.SOURCE).all() and len(rows) == len(report.SOURCE_TABLE2) + 1
@@ -265,7 +270,7 @@ def test_the_sources_numbers_stand_in_rows_of_their_own():
 def test_the_source_split_draws_segments_at_random_70_20_10():
     import pandas as pd
 
-    from genrestudy import smallnets_report as report
+    from genrestudy.report import smallnets_report as report
 
     segments = pd.DataFrame({"track_id": np.repeat(np.arange(50), 10)})
     split = report.source_split(segments, seed=0)
@@ -276,7 +281,7 @@ def test_the_source_split_draws_segments_at_random_70_20_10():
 
 
 def test_table2_scores_each_networks_choice_per_optimiser_and_epochs_with_intervals(trained):
-    from genrestudy import smallnets_report as report
+    from genrestudy.report import smallnets_report as report
 
     data, split = trained["data"], trained["split"]
     fitted = report.fitted_networks(data, split, ["net1_mlp", "net4_cnn_bn_rmsprop"])

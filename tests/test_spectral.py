@@ -8,10 +8,11 @@ import pandas as pd
 import pytest
 import scipy.stats
 
-from genrestudy import signals, spectral, study
-from genrestudy.dataset import scan_dataset
-from genrestudy.features import FeatureSet
-from genrestudy.signals import SegmentParams, build_signal_set
+from genrestudy.signals import signal_set as signals, spectral
+from genrestudy.run import study
+from genrestudy.data.dataset import scan_dataset
+from genrestudy.extractors.features import FeatureSet
+from genrestudy.signals.signal_set import SegmentParams, build_signal_set
 
 SR, N_FFT, HOP = 22050, 512, 128
 

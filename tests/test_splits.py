@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from genrestudy import splits
-from genrestudy.splits import make_split, read_split_lists, split_summary
+from genrestudy.data import splits
+from genrestudy.data.splits import make_split, read_split_lists, split_summary
 
 
 def segments_table(genres=10, tracks=20, per_track=10):

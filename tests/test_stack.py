@@ -7,7 +7,8 @@ import tomllib
 
 import pytest
 
-from genrestudy import paths, stack
+from genrestudy import paths
+from genrestudy.run import stack
 
 ROOT = paths.project_root()
 
@@ -65,11 +66,11 @@ def test_the_gpu_extra_is_declared_and_run_all_installs_what_stack_says():
     assert any(req.replace(" ", "").startswith("tensorflow[and-cuda]") for req in gpu)
     script = (ROOT / "run_all.sh").read_text()
     setup = script[script.index("setup() {"):script.index("run_study() {")]
-    assert 'extras=$("$PYTHON" lib/genrestudy/stack.py extras)' in setup
+    assert 'extras=$("$PYTHON" lib/genrestudy/run/stack.py extras)' in setup
     assert setup.count('-e ".[$extras]"') == 2 and "'.[test]'" not in setup
     run_study = script[script.index("run_study() {"):script.index("pin() {")]
     # the device line comes before the first notebook runs
-    assert run_study.index("genrestudy.stack device") < run_study.index("for nb in notebooks")
+    assert run_study.index("genrestudy.run.stack device") < run_study.index("for nb in notebooks")
 
 
 def test_device_line_and_cpu_warning():
@@ -88,7 +89,8 @@ def test_device_command_on_a_machine_without_nvidia_smi(tmp_path, capsys, monkey
 
 
 def test_cpu_warning_only_where_the_paper_profile_trains_at_its_settings(study_dirs, monkeypatch):
-    from genrestudy import endtoend, profiles
+    from genrestudy.networks import endtoend
+    from genrestudy.run import profiles
 
     clips = study_dirs["data"] / "gtzan" / "genres_original" / "blues"
     clips.mkdir(parents=True)

@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from genrestudy import cache, paths, profiles, study
+from genrestudy import cache, paths
+from genrestudy.run import profiles, study
 
 NOTEBOOKS = sorted(p.stem for p in (paths.project_root() / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 # retrain_rounds: None in a notebook, the search's round cap once resolved

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from genrestudy import endtoend, table8
+from genrestudy.networks import endtoend
+from genrestudy.report import table8
 
 
 def _step(seconds, **result):

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from genrestudy import evaluation, findings, methods, plots, reports, table7, table8
+from genrestudy import methods
+from genrestudy.report import evaluation, findings, plots, reports, table7, table8
 
 
 PAPER_MD = Path(__file__).resolve().parent.parent / "docs" / "PAPER.md"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from genrestudy import backbones, profiles, weights
+from genrestudy.extractors import backbones, weights
+from genrestudy.run import profiles
 
 RESNET_FILE = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
 

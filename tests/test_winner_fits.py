@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from sklearn.datasets import make_classification
 
-from genrestudy import classifiers, tuning, winner_fits
-from genrestudy.classifiers import training_data
+from genrestudy.models import classifiers, tuning, winner_fits
+from genrestudy.models.classifiers import training_data
 
 
 @pytest.fixture(scope="module")

@@ -78,3 +78,13 @@ def check_environment(required: dict[str, str] = REQUIRED) -> dict[str, str]:
     print(f"python {sys.version.split()[0]}, genrestudy {__version__}, " +
           ", ".join(f"{k} {v}" for k, v in found.items()))
     return found
+
+
+def _old_module_names() -> None:
+    # the flat module names of 0.1, for one release (genrestudy.moved)
+    from .moved import install
+
+    install()
+
+
+_old_module_names()

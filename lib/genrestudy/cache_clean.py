@@ -17,7 +17,7 @@ from . import paths
 from .cache_check import ENTRY_STAMP, META_FILE, ROOT_MARKER
 
 #: kinds of cache entry that ``clean`` keeps: material downloaded once (musicnn's published
-#: checkpoints, :mod:`genrestudy.musicnn_weights`), not derived from the study's inputs
+#: checkpoints, :mod:`genrestudy.extractors.musicnn_weights`), not derived from the study's inputs
 KEPT_KINDS = frozenset({"musicnn-weights"})
 #: numba's cache of librosa's compiled functions, which the study points into its cache folder
 NUMBA_FOLDER = "numba"

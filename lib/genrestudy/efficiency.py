@@ -3,7 +3,7 @@
 Memory is the resident set size (RSS) of a *fresh* subprocess that runs only the step,
 sampled by memory-profiler while it runs, so one step's allocations never hide in
 another's, and the interpreter and the imports the step declares
-(:func:`genrestudy.efficiency_steps.step`) are reported apart from the step itself
+(:func:`genrestudy.report.efficiency_steps.step`) are reported apart from the step itself
 (``rss_before_mb``). The child enables GPU memory growth before it imports anything
 (:func:`genrestudy.device.enable_memory_growth`), so no process, the parent included, takes
 a whole GPU from the steps measured after it. Latency is timed after warm-up calls, over many repeats, and

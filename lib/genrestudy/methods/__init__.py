@@ -17,7 +17,7 @@ subclass; importing this package registers the study's own methods:
   extractors, their embeddings to LightGBM and to a dense head; only where the weights were fetched.
 
 :func:`~genrestudy.methods.run.run_method` trains a method on a split (or reads it from the
-cache) and predicts its test part; :mod:`genrestudy.table7` scores every registered method.
+cache) and predicts its test part; :mod:`genrestudy.report.table7` scores every registered method.
 """
 from .base import INPUTS, REGISTRY, Method, Part, StudyData, register, registered, starting_weights, unregister  # noqa: F401
 from .run import MethodRun, is_cached, method_of, run_method  # noqa: F401

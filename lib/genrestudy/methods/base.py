@@ -1,7 +1,7 @@
 """What a method of the study is, the data it sees, and the registry Table 7 loops over.
 
 A method is one class: a ``key`` (stable, part of cache keys), a ``name`` (Table 7's row
-label), the ``needs`` it has among :data:`INPUTS`, ``fit(train, valid)``,
+label), the ``needs`` it has (:mod:`genrestudy.methods.inputs`), ``fit(train, valid)``,
 ``predict_proba(test)`` and a ``report()`` (training time, chosen hyperparameters, seed, model
 file). ``@register`` puts it in Table 7: a new method of the study is one module with one
 registered class, and nothing else changes.
@@ -24,21 +24,10 @@ from typing import ClassVar
 
 import numpy as np
 
-#: the study inputs a method can need: the mel images, the frozen backbone's features of them, or the
-#: handcrafted spectral features of the same segments (:mod:`genrestudy.spectral`), their MFCC/contrast/
-#: centroid/chroma sequences (:mod:`genrestudy.sequences`); a method may also
-#: need another backbone's features (:func:`backbone_features`)
-INPUTS = ("images", "features", "spectral", "sequences", "musicnn")
+from .inputs import PROVIDERS, backbone_features, musicnn_embeddings, split_need  # noqa: F401
 
-
-def backbone_features(backbone: str, input_size: int) -> str:
-    """The need for ``backbone``'s features at ``input_size`` (any backbone, not only the study's)."""
-    return f"features:{backbone}@{int(input_size)}"
-
-
-def musicnn_embeddings(model: str) -> str:
-    """The need for musicnn tagger ``model``'s embeddings (:func:`genrestudy.musicnn.embeddings`)."""
-    return f"musicnn:{model}"
+#: the kinds of input a method can need (:mod:`genrestudy.methods.inputs`, one provider each)
+INPUTS = tuple(PROVIDERS)
 
 #: registered methods by key, in registration order (Table 7's row order)
 REGISTRY: dict[str, type["Method"]] = {}
@@ -46,35 +35,28 @@ REGISTRY: dict[str, type["Method"]] = {}
 
 @dataclass
 class StudyData:
-    """The study's data for one set of inputs: the images, and the features when a method needs them.
+    """The study's data for one set of inputs: the images, and every other input a method needs.
 
     Attributes
     ----------
-    inputs : genrestudy.study.StudyInputs
+    inputs : genrestudy.run.study.StudyInputs
         What determined the data.
-    image_set : genrestudy.images.ImageSet
+    image_set : genrestudy.signals.images.ImageSet
         The mel images; their ``segments`` give labels and tracks for every input.
-    feature_set : genrestudy.features.FeatureSet, optional
-        The backbone's features of ``image_set``'s images (row for row); extracted on first
-        use when not given.
-    spectral_set : genrestudy.signals.SegmentFeatures, optional
-        The spectral features of the same segments (row for row, checked); computed from the
-        signal cache on first use when not given.
+    opened : dict
+        The inputs opened so far, by need (``"features"``, ``"spectral"``, ``"musicnn:MSD_musicnn"``, ...;
+        :mod:`genrestudy.methods.inputs`): each opened on first use by its kind's provider, or given here.
     """
 
     inputs: object
     image_set: object
-    feature_set: object = None
-    _features: np.ndarray | None = field(default=None, repr=False)
-    spectral_set: object = None
-    _spectral: np.ndarray | None = field(default=None, repr=False)
-    sequence_set: object = None  # per-segment feature sequences (genrestudy.sequences), on first use
-    other_feature_sets: dict = field(default_factory=dict, repr=False)
-    musicnn_sets: dict = field(default_factory=dict, repr=False)  # musicnn's embeddings per tagger, on first use
+    opened: dict = field(default_factory=dict)
+    _values: dict = field(default_factory=dict, repr=False)
+    _checked: set = field(default_factory=set, repr=False)
 
     def __getstate__(self) -> dict:
-        # sent to a Dask worker: the sets travel by their cache paths, not the arrays read from them
-        return {**self.__dict__, "_features": None, "_spectral": None}
+        # sent to a Dask worker: the inputs travel by their cache paths, not the arrays read from them
+        return {**self.__dict__, "_values": {}}
 
     @property
     def classes(self) -> list[str]:
@@ -92,95 +74,32 @@ class StudyData:
     def synthetic(self) -> bool:
         return self.image_set.synthetic
 
+    def input(self, need: str):
+        """The input ``need`` names, opened by its provider on first use (and kept)."""
+        kind, argument = split_need(need)
+        if need not in self.opened:
+            self.opened[need] = PROVIDERS[kind].open(self, argument)
+        if need not in self._checked:  # opened here or given: either way row for row with the images
+            PROVIDERS[kind].check(self.opened[need], self)
+            self._checked.add(need)
+        return self.opened[need]
+
+    def values(self, need: str) -> np.ndarray:
+        """The array of the input ``need`` names (read once, kept)."""
+        if need not in self._values:
+            self._values[need] = PROVIDERS[split_need(need)[0]].values(self.input(need))
+        return self._values[need]
+
     def features(self, backbone: str | None = None, input_size: int | None = None) -> np.ndarray:
-        """The features of every image (extracted, or read from their cache, on first use).
-
-        ``backbone`` and ``input_size`` (default: the study's) name another backbone's features.
-        """
-        if (backbone or self.inputs.backbone, input_size or self.inputs.input_size) != (
-                self.inputs.backbone, self.inputs.input_size):
-            return np.asarray(self.backbone_feature_set(backbone or self.inputs.backbone, input_size).features)
-        if self.feature_set is None:
-            from ..study import feature_set
-
-            self.feature_set = feature_set(self.inputs, self.image_set, progress=False)
-        if self.feature_set.meta.get("image_cache") != self.image_set.key:
-            raise ValueError(f"the features come from image cache {self.feature_set.meta.get('image_cache')}, "
-                             f"not from {self.image_set.key}")
-        if self._features is None:
-            self._features = np.asarray(self.feature_set.features)
-        return self._features
-
-    def backbone_feature_set(self, backbone: str, input_size: int | None):
-        """Another backbone's features of the images (:func:`genrestudy.study.feature_set`), kept once opened."""
-        if (backbone, input_size) not in self.other_feature_sets:
-            from ..study import feature_set
-
-            found = feature_set(self.inputs.with_(backbone=backbone, input_size=input_size), self.image_set,
-                                progress=False)
-            if found.meta.get("image_cache") != self.image_set.key:
-                raise ValueError(f"{backbone} features come from image cache {found.meta.get('image_cache')}, "
-                                 f"not from {self.image_set.key}")
-            self.other_feature_sets[(backbone, input_size)] = found
-        return self.other_feature_sets[(backbone, input_size)]
+        """The features of every image; ``backbone`` and ``input_size`` (default: the study's) name another's."""
+        backbone, input_size = backbone or self.inputs.backbone, input_size or self.inputs.input_size
+        if (backbone, input_size) == (self.inputs.backbone, self.inputs.input_size):
+            return self.values("features")
+        return self.values(f"features:{backbone}@{input_size or ''}")
 
     def input_keys(self, needs) -> dict:
         """Cache keys of the inputs a method needs (part of its trained model's key)."""
-        keys = {}
-        for need in needs:
-            if need.startswith("features:"):
-                backbone, _, size = need.removeprefix("features:").partition("@")
-                keys[need] = self.backbone_feature_set(backbone, int(size)).root.name
-        if "images" in needs:
-            keys["images"] = self.image_set.key
-        if "features" in needs:
-            self.features()
-            keys["features"] = self.feature_set.root.name
-        if "spectral" in needs:
-            self.spectral()
-            keys["spectral"] = self.spectral_set.key
-        if "sequences" in needs:
-            keys["sequences"] = self.sequences().key
-        for need in needs:
-            if need.startswith("musicnn:"):
-                keys[need] = self.musicnn(need.removeprefix("musicnn:")).key
-        return keys
-
-    def spectral(self) -> np.ndarray:
-        """The spectral features of every image's segment (computed, or read from their cache, on first use)."""
-        from ..spectral import check_aligned
-
-        if self.spectral_set is None:
-            from ..spectral import spectral_features, study_params
-            from ..study import signal_set
-
-            self.spectral_set = spectral_features(signal_set(self.inputs), study_params(self.inputs))
-        if self._spectral is None:
-            check_aligned(self.spectral_set.segments, self.image_set.segments)
-            self._spectral = np.asarray(self.spectral_set.values)
-        return self._spectral
-
-    def sequences(self):
-        """The feature sequences of every image's segment (:func:`genrestudy.sequences.study_sequences`;
-        computed from the signal cache, or read from their cache, on first use)."""
-        if self.sequence_set is None:
-            from ..sequences import study_sequences
-
-            self.sequence_set = study_sequences(self.inputs, self.image_set)
-        return self.sequence_set
-
-    def musicnn(self, model: str = "MSD_musicnn"):
-        """musicnn tagger ``model``'s outputs for every image's segment (:func:`genrestudy.musicnn.embeddings`:
-        from the signal cache, or read from their cache, on first use; aligned row for row, checked)."""
-        if model not in self.musicnn_sets:
-            from ..musicnn import embeddings
-            from ..spectral import check_aligned
-            from ..study import signal_set
-
-            found = embeddings(signal_set(self.inputs), model)
-            check_aligned(found.segments, self.image_set.segments)
-            self.musicnn_sets[model] = found
-        return self.musicnn_sets[model]
+        return {need: PROVIDERS[split_need(need)[0]].key(self.input(need)) for need in needs}
 
     def part(self, split, name: str) -> "Part":
         """The rows of ``split`` (``train``/``valid``/``test`` per image) named ``name``."""
@@ -237,7 +156,7 @@ class Method(abc.ABC):
     name : str
         Table 7's row label.
     needs : tuple of str
-        Among :data:`INPUTS`.
+        ``kind`` or ``kind:argument``, a kind among :data:`INPUTS` (:mod:`genrestudy.methods.inputs`).
     paper : dict or None
         The paper's Table 7 numbers for this method (percent; ``accuracy``,
         ``precision_weighted``, ``recall_weighted``, ``f1_weighted``), when the paper has it.
@@ -286,7 +205,7 @@ class Method(abc.ABC):
 def register(cls: type[Method]) -> type[Method]:
     """Class decorator: add ``cls`` to :data:`REGISTRY` (and so to Table 7)."""
     problems = [name for name in ("key", "name") if not isinstance(getattr(cls, name, None), str)]
-    unknown = sorted(set(getattr(cls, "needs", ())) - set(INPUTS))
+    unknown = sorted(need for need in getattr(cls, "needs", ()) if need.partition(":")[0] not in PROVIDERS)
     if problems or unknown:
         raise ValueError(f"method {cls.__name__} needs a str {' and '.join(problems) or 'key'}"
                          + (f"; unknown needs {unknown} (expected some of {INPUTS})" if unknown else ""))

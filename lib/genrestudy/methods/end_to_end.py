@@ -1,4 +1,4 @@
-"""The paper's comparison model: ResNet-50 trained end to end on the mel images (:mod:`genrestudy.endtoend`).
+"""The paper's comparison model: ResNet-50 trained end to end on the mel images (:mod:`genrestudy.networks.endtoend`).
 
 Its training settings are the study's end-to-end profile (``inputs.profile``) with the
 study's backbone weights (``inputs.weights``: random init in the demo, ImageNet in the paper
@@ -14,12 +14,12 @@ from .base import Method, Part, register
 
 
 def train_settings(inputs, **overrides):
-    """The end-to-end :class:`~genrestudy.endtoend.TrainSettings` of the study's inputs.
+    """The end-to-end :class:`~genrestudy.networks.endtoend.TrainSettings` of the study's inputs.
 
     ``overrides`` (None: the profile's value) are notebook 04's explorations; Table 7 trains
     with none.
     """
-    from .. import endtoend
+    from ..networks import endtoend
 
     return replace(endtoend.training_settings(inputs.profile, **overrides), weights=inputs.weights)
 
@@ -30,7 +30,7 @@ def train_on_split(image_set, split, settings, *, progress: bool = True):
     The test rows are blanked before the trainer sees the split, so they are not part of the
     model's cache key either: notebook 04 and Table 7 share one trained model.
     """
-    from .. import endtoend
+    from ..networks import endtoend
 
     values = np.asarray(split, dtype=object)
     trainer_split = np.where(np.isin(values, ["train", "valid"]), values, "")
@@ -62,7 +62,7 @@ class EndToEnd(Method):
                        "model_file": str(self.result.model_file)}
 
     def predict_proba(self, test: Part) -> np.ndarray:
-        from ..training import predict_rows
+        from ..networks.training import predict_rows
 
         proba, _ = predict_rows(self.result.model, test.image_set, test.rows, progress=False)
         return proba

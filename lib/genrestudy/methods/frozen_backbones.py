@@ -1,9 +1,9 @@
 """Neighbouring study 3's methods: per frozen backbone, a dense softmax head and a LightGBM on its features.
 
-For every backbone of :data:`genrestudy.backbones.BACKBONES` two methods are registered:
+For every backbone of :data:`genrestudy.extractors.backbones.BACKBONES` two methods are registered:
 
 * "frozen <backbone> + dense head" (the source's way): the head grid of
-  :func:`genrestudy.heads.search_heads` over the inputs' ``compared_input_sizes`` ×
+  :func:`genrestudy.networks.heads.search_heads` over the inputs' ``compared_input_sizes`` ×
   ``head_batch_sizes`` × ``head_learning_rates`` on the backbone's cached features, the best
   configuration (validation macro F1) retrained for five epochs;
 * "<backbone> features + LightGBM" (the paper's way): the study's Random Search (its budget,
@@ -21,8 +21,9 @@ from typing import ClassVar
 
 import numpy as np
 
-from .. import classifiers, heads, tuning
-from ..backbones import BACKBONES, imagenet_weights_path
+from ..models import classifiers, tuning
+from ..networks import heads
+from ..extractors.backbones import BACKBONES, imagenet_weights_path
 from .base import Method, Part, backbone_features, register
 from .hybrid import study_search
 

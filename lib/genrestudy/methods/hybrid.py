@@ -1,12 +1,12 @@
 """The paper's hybrid: frozen-backbone features → LightGBM, tuned by Grid or Random Search.
 
 Four rows of Table 7 come from two searches (one Grid, one Random, each at the study's
-budget and first seed, cached by :func:`genrestudy.tuning.cached_search`):
+budget and first seed, cached by :func:`genrestudy.models.tuning.cached_search`):
 
 * "ResNet-50 + LightGBM (Grid/Random Search)": the winner as the search selected it
-  (:func:`genrestudy.tuning.refit_winner`);
+  (:func:`genrestudy.models.tuning.refit_winner`);
 * "LightGBM (Grid/Random Search)": the winner retrained from scratch with ``retrain_seed`` at
-  ``retrain_rounds`` (:func:`genrestudy.tuning.retrain_winner`), the Tables 5/6 run.
+  ``retrain_rounds`` (:func:`genrestudy.models.tuning.retrain_winner`), the Tables 5/6 run.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from .. import classifiers, tuning
+from ..models import classifiers, tuning
 from .base import Method, Part, register
 
 #: Table 7 of the paper (test split of its segment-level random split), in percent

@@ -1,7 +1,7 @@
 """Table 7's spectral KNN: k chosen on validation by enumeration, the GA's choice recorded beside it.
 
-The KNN and its choices are :mod:`genrestudy.knn` and :mod:`genrestudy.genetic`; importing
-this module also registers the ``"knn"`` model file kind (:mod:`genrestudy.knn_model`).
+The KNN and its choices are :mod:`genrestudy.models.knn` and :mod:`genrestudy.models.genetic`; importing
+this module also registers the ``"knn"`` model file kind (:mod:`genrestudy.models.knn_model`).
 """
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ from typing import ClassVar
 
 import numpy as np
 
-from .. import knn_model, spectral  # noqa: F401  (knn_model: registers the "knn" model file kind)
-from ..genetic import GASettings, ga_knn
-from ..knn import K_VALUES, KChoice, KnnProblem, class_probabilities, plain_knn
+from ..signals import spectral
+from ..models import knn_model
+from ..models.genetic import GASettings, ga_knn
+from ..models.knn import K_VALUES, KChoice, KnnProblem, class_probabilities, plain_knn
 from .base import Method, Part, register
 
 
@@ -30,7 +31,7 @@ class _SpectralKNN(Method):
         raise NotImplementedError
 
     def fit(self, train: Part, valid: Part) -> None:
-        values = train.data.spectral()
+        values = train.data.values("spectral")
         self.n_classes = len(train.data.classes)
         problem = KnnProblem(values[train.rows], train.labels, values[valid.rows], valid.labels,
                              n_classes=self.n_classes, scale=self.scale)
@@ -41,7 +42,7 @@ class _SpectralKNN(Method):
                        "fitness_evaluations": choice.evaluations, "distinct_k_fitted": choice.distinct_k}
 
     def predict_proba(self, test: Part) -> np.ndarray:
-        return class_probabilities(self.pipeline, test.data.spectral()[test.rows], self.n_classes)
+        return class_probabilities(self.pipeline, test.data.values("spectral")[test.rows], self.n_classes)
 
 
 @register
@@ -52,7 +53,7 @@ class SpectralKNN(_SpectralKNN):
     memoised and it fits nearly every one of the 15 values of k, so a "GA" row would be this
     row again. The GA's k, whether it is the enumerated k, and its cost (fitness evaluations,
     distinct fits, seconds) are recorded in the row's details instead; where the GA differs
-    from enumeration (small populations) is notebook 05's :func:`genrestudy.genetic.agreement`.
+    from enumeration (small populations) is notebook 05's :func:`genrestudy.models.genetic.agreement`.
     """
 
     key, name = "spectral_knn", "Spectral KNN"

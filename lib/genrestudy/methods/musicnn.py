@@ -1,17 +1,17 @@
 """Table 7's music-trained frozen extractor: musicnn's embeddings → LightGBM, and → a dense head.
 
 For each of musicnn's two published taggers (MSD: Million Song Dataset tags; MTT:
-MagnaTagATune tags; :mod:`genrestudy.musicnn`) two methods are registered, the same two ways
+MagnaTagATune tags; :mod:`genrestudy.extractors.musicnn`) two methods are registered, the same two ways
 neighbouring study 3 uses a frozen ImageNet backbone (:mod:`.frozen_backbones`):
 
 * "musicnn (MSD) features + LightGBM": the study's Random Search (its budget, rounds and
   first seed, :func:`genrestudy.methods.hybrid.study_search`) on the embeddings, its winner
   refitted: the paper's hybrid with a music-trained extractor;
-* "frozen musicnn (MSD) + dense head": the head grid of :func:`genrestudy.heads.search_heads`
+* "frozen musicnn (MSD) + dense head": the head grid of :func:`genrestudy.networks.heads.search_heads`
   (the inputs' ``head_batch_sizes`` × ``head_learning_rates``), the best retrained.
 
 The embedding is the authors' penultimate layer with the mean- and max-pooled mid-level
-features (:data:`genrestudy.musicnn.EMBEDDINGS`), computed from the study's one decode per
+features (:data:`genrestudy.extractors.musicnn.EMBEDDINGS`), computed from the study's one decode per
 clip. The weights are real (not random-init like the demo's ImageNet backbones). Without
 them (offline set-up) the methods do not apply and Table 7 goes on without their rows; one
 line says what is missing.
@@ -23,8 +23,10 @@ from typing import ClassVar
 
 import numpy as np
 
-from .. import classifiers, heads, musicnn_weights, tuning
-from ..musicnn import EMBEDDINGS, MelParams
+from ..extractors import musicnn_weights
+from ..models import classifiers, tuning
+from ..networks import heads
+from ..extractors.musicnn import EMBEDDINGS, MelParams
 from .base import Method, Part, musicnn_embeddings, register
 from .hybrid import study_search
 
@@ -61,7 +63,7 @@ class _Musicnn(Method):
         return {"model": self.model, "weights": musicnn_weights.weights_hash(), "embedding": list(EMBEDDINGS)}
 
     def embedding(self, part: Part) -> np.ndarray:
-        return part.data.musicnn(self.model).embedding()[part.rows]
+        return part.data.values(musicnn_embeddings(self.model))[part.rows]
 
 
 def _missing_line() -> str:

@@ -1,10 +1,10 @@
-"""Table 7's six small networks of neighbouring study 2 (:mod:`genrestudy.smallnets`), each at its best configuration.
+"""Table 7's six small networks of neighbouring study 2 (:mod:`genrestudy.networks.smallnets`), each at its best configuration.
 
 A method's ``fit`` trains its network over the grid of the run profile (``inputs.profile``:
 the source's full grid at 180 × 180 in ``paper``, a reduced one in ``demo``) and keeps the
 configuration with the best validation accuracy; every configuration is cached, so notebook
 06 and Table 7 share them. Net6 first trains the feature CGAN on the same training rows
-(:func:`genrestudy.cgan.feature_augmentation`). The source's numbers were measured on its
+(:func:`genrestudy.networks.cgan.feature_augmentation`). The source's numbers were measured on its
 own 70/20/10 random split and not in the paper's layout: they are not given as ``paper``
 rows here, but in notebook 06's own labelled rows.
 """
@@ -14,8 +14,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from .. import smallnets
-from ..sequences import SequenceParams
+from ..networks import smallnets
+from ..signals.sequences import SequenceParams
 from .base import Method, Part, register
 
 
@@ -41,7 +41,7 @@ class _SmallNetwork(Method):
         return None
 
     def fit(self, train: Part, valid: Part) -> None:
-        from .. import smallnets_training as st
+        from ..networks import smallnets_training as st
 
         results = st.run_grid(self.net, train.data, train.rows, valid.rows, self.grid, seed=self.seed,
                               sequence_params=self.sequence_params, augmentation=self.augmentation(train))
@@ -55,7 +55,7 @@ class _SmallNetwork(Method):
                        "model_file": str(self.best.trained.model_file)}
 
     def predict_proba(self, test: Part) -> np.ndarray:
-        from .. import smallnets_training as st
+        from ..networks import smallnets_training as st
 
         proba, per_sample = st.predict_part(self.best, test.data, test.rows, self.grid)
         self.record["predict_seconds_per_sample"] = per_sample
@@ -92,14 +92,14 @@ class Net6LSTMCGAN(_SmallNetwork):
     key, name, needs, net = "net6_lstm_cgan", "Net6 LSTM + feature CGAN", ("sequences",), "net6"
 
     def augmentation(self, train: Part):
-        from .. import cgan
-        from ..smallnets_training import subset_rows
+        from ..networks import cgan
+        from ..networks.smallnets_training import subset_rows
 
         rows = subset_rows(train.rows, self.grid.max_train_rows, seed=self.seed)
-        sequences = np.asarray(train.data.sequences().values[rows], dtype=np.float32)
+        sequences = np.asarray(train.data.input("sequences").values[rows], dtype=np.float32)
         return cgan.feature_augmentation(sequences, train.data.labels[rows], n_classes=len(train.data.classes),
                                          epochs=self.grid.cgan_epochs, seed=self.seed,
-                                         data_key={"sequences": train.data.sequences().key, "rows": rows.tolist()})
+                                         data_key={"sequences": train.data.input("sequences").key, "rows": rows.tolist()})
 
     def fit(self, train: Part, valid: Part) -> None:
         super().fit(train, valid)
@@ -116,9 +116,9 @@ class Net6WaveformCGAN(Net6LSTMCGAN):
     key, name = "net6_lstm_waveform_cgan", "Net6 LSTM + waveform CGAN"
 
     def augmentation(self, train: Part):
-        from .. import cgan
-        from ..smallnets_training import subset_rows
-        from ..study import signal_set
+        from ..networks import cgan
+        from ..networks.smallnets_training import subset_rows
+        from ..run.study import signal_set
 
         rows = subset_rows(train.rows, self.grid.max_train_rows, seed=self.seed)
         return cgan.waveform_augmentation(signal_set(self.inputs), rows, train.data.labels[rows],

@@ -1,0 +1,1 @@
+"""Pretrained extractors: ImageNet backbones and their weights, frozen features, musicnn."""

@@ -1,0 +1,1 @@
+"""Classifiers on features: LightGBM and its searches, KNN and its genetic tuning, model files."""

@@ -1,0 +1,1 @@
+"""Networks trained here: the end-to-end ResNet-50, dense heads, the six small networks and CGANs."""

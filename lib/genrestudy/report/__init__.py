@@ -1,0 +1,1 @@
+"""Evaluation and reports: Table 7, Table 8, findings, the backbone comparison, figures."""

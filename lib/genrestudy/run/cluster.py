@@ -1,0 +1,186 @@
+"""The study's work on an existing Dask cluster: where its scheduler is, and how work spreads.
+
+Given a ``dask.distributed`` scheduler address (``./run_all.sh --scheduler tcp://host:8786``,
+which sets :data:`SCHEDULER_ENV`; or a notebook's ``scheduler_address`` parameter), the
+study fans out its two kinds of independent work:
+
+* the fits of a LightGBM search (a rung of successive halving at a time; notebooks 03, 07, 09;
+  :func:`genrestudy.models.search.evaluate_candidates`), through joblib's Dask backend;
+* the method runs of Table 7, every registered method under every protocol at once
+  (:func:`genrestudy.report.table7.run_protocols`; notebook 09), as Dask futures.
+
+Without an address everything runs on this machine as before. Where a task runs changes no
+result: a fit's seed, data and parameters travel with it, and a LightGBM score does not depend
+on the number of threads (:func:`genrestudy.models.classifiers.multi_logloss`).
+
+What each worker needs (README, "Running the audit on a Dask cluster"): the project installed
+in its Python (``pip install -e .`` of the same commit: it imports ``genrestudy``), and the
+same cache folder as the client, at the same path: a shared file system (NFS or the like, with
+working ``flock``) mounted at the same place on every machine, ``GENRESTUDY_CACHE`` set alike
+where the default ``data/cache`` of each checkout is not that place (:func:`check` refuses a
+worker that sees another path). Method runs open the study's images and features from the
+cache by path (never copied through the scheduler) and write their results there, under the
+cache's file locks.
+"""
+from __future__ import annotations
+
+import contextlib
+import heapq
+import os
+from typing import Callable, Iterable, Iterator
+
+from ..progress import progress_bar
+
+#: the environment variable that names the scheduler (``./run_all.sh --scheduler ADDRESS`` sets it)
+SCHEDULER_ENV = "GENRESTUDY_SCHEDULER"
+#: seconds to wait for the scheduler before saying it cannot be reached
+CONNECT_TIMEOUT_S = 30
+
+
+class ClusterError(RuntimeError):
+    """The cluster cannot be used as asked; ``str(err)`` is one line."""
+
+
+def inside_worker() -> bool:
+    """Whether this code runs in a task on a Dask worker."""
+    try:
+        from distributed import get_worker
+    except ImportError:
+        return False
+    try:
+        get_worker()
+    except ValueError:
+        return False
+    return True
+
+
+def scheduler_address(given: str | None = None) -> str | None:
+    """The scheduler to use: ``given``, else ``$GENRESTUDY_SCHEDULER``, else None (this machine).
+
+    Inside a task already running on a worker it is None: the task's own work (a method's
+    search) runs on that worker's threads rather than queueing behind the task that waits for it.
+    """
+    address = (given or os.environ.get(SCHEDULER_ENV) or "").strip()
+    if not address or inside_worker():
+        return None
+    if "://" not in address:
+        raise ClusterError(f"scheduler address {address!r} lacks a protocol; expected e.g. tcp://host:8786 "
+                           f"(from {'the scheduler_address parameter' if given else SCHEDULER_ENV})")
+    return address
+
+
+@contextlib.contextmanager
+def connect(address: str, *, timeout: float = CONNECT_TIMEOUT_S) -> Iterator:
+    """A ``distributed.Client`` of the scheduler at ``address``, closed on exit; one line when it cannot be reached."""
+    from distributed import Client
+
+    try:
+        client = Client(address, timeout=timeout, set_as_default=False)
+    except (OSError, TimeoutError) as exc:
+        raise ClusterError(f"cannot reach the Dask scheduler at {address} ({type(exc).__name__}: {exc}); start one "
+                           f"with `dask scheduler`, or unset {SCHEDULER_ENV} to run here") from None
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def map_ordered(function: Callable, arguments: list[tuple], address: str, *, shared: tuple = (),
+                desc: str = "tasks", progress: bool = True) -> list:
+    """``[function(*shared, *a) for a in arguments]``, each call a task on the cluster at
+    ``address``, results in order; ``shared`` is sent to the cluster once, not with every task.
+
+    A task that fails raises its error here (in one line of ``ClusterError`` when the worker
+    cannot import the project).
+    """
+    from distributed import as_completed
+
+    with connect(address) as client:
+        common = [client.scatter(value, hash=False) for value in shared]
+        futures = [client.submit(function, *common, *args, pure=False) for args in arguments]
+        finished = as_completed(futures, loop=client.loop)
+        for future in progress_bar(finished, total=len(futures), desc=desc, enabled=progress, leave=False):
+            if future.status == "error":
+                error = future.exception()
+                if isinstance(error, ModuleNotFoundError) and "genrestudy" in str(error):
+                    raise ClusterError(f"a worker of {address} cannot import genrestudy: install the project "
+                                       "in every worker's Python (README, 'Running the audit on a Dask cluster')")
+                raise error
+        return [future.result() for future in futures]
+
+
+def makespan(task_seconds: Iterable[float], n_workers: int) -> float:
+    """Wall time of independent tasks of the given durations spread over ``n_workers`` equal
+    workers, each task whole on one worker, longest first (what the scheduler does in effect).
+
+    For ``--plan --workers N``: one halving rung's fits, or Table 7's method runs, are such a
+    set; rungs and seeds follow each other, so their makespans add up. A lower bound is
+    ``max(sum / n_workers, longest task)``; greedy longest-first is within 4/3 of the best.
+
+    >>> makespan([4, 3, 3, 2], 2), makespan([10, 1, 1], 8)
+    (6.0, 10.0)
+    """
+    if n_workers < 1:
+        raise ValueError(f"n_workers must be at least 1, got {n_workers}")
+    loads = [0.0] * int(n_workers)
+    for seconds in sorted((float(s) for s in task_seconds), reverse=True):
+        heapq.heapreplace(loads, loads[0] + seconds)
+    return max(loads)
+
+
+def _worker_facts() -> dict:
+    import genrestudy
+
+    from .. import paths
+
+    return {"genrestudy": getattr(genrestudy, "__version__", "?"), "cache": str(paths.cache_dir()),
+            "cores": os.cpu_count()}
+
+
+def check(address: str) -> list[str]:
+    """One line per worker of the cluster at ``address`` (threads, its cache folder), after
+    checking that each imports genrestudy and sees the client's cache folder; ClusterError if not."""
+    from .. import paths
+
+    with connect(address) as client:
+        threads = client.nthreads()
+        if not threads:
+            raise ClusterError(f"the Dask scheduler at {address} has no workers; start some with "
+                               f"`dask worker {address}`")
+        try:
+            facts = client.run(_worker_facts)
+        except Exception as exc:  # a worker without the project cannot even unpickle the probe
+            raise ClusterError(f"a worker of {address} cannot run genrestudy ({type(exc).__name__}: {exc}); "
+                               "install the project in every worker's Python") from None
+    here = str(paths.cache_dir())
+    elsewhere = sorted(w for w, f in facts.items() if f["cache"] != here)
+    if elsewhere:
+        raise ClusterError(f"workers {', '.join(elsewhere)} use another cache folder than {here}; "
+                           "mount the shared cache at the same path or set GENRESTUDY_CACHE")
+    return [f"{w}: {threads[w]} threads, genrestudy {facts[w]['genrestudy']}, cache {facts[w]['cache']}"
+            for w in sorted(threads)]
+
+
+def main(argv=None) -> int:
+    """``python -m genrestudy.run.cluster check [ADDRESS]`` (default ``$GENRESTUDY_SCHEDULER``), as
+    ``run_all.sh --scheduler`` calls it."""
+    import sys
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] != "check" or len(args) > 2:
+        print("usage: python -m genrestudy.run.cluster check [tcp://host:8786]", file=sys.stderr)
+        return 2
+    try:
+        address = scheduler_address(args[1] if len(args) == 2 else None)
+        if address is None:
+            raise ClusterError(f"no scheduler address given and {SCHEDULER_ENV} is not set")
+        for line in check(address):
+            print(line)
+    except ClusterError as exc:
+        print(f"run_all.sh: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,439 @@
+"""The work of a profile's run, notebook by notebook, in units whose cost :mod:`genrestudy.run.plan_costs` knows.
+
+:func:`plan` reads every notebook's parameters under a profile (:func:`genrestudy.run.profiles.notebook_parameters`)
+and counts what they ask for: LightGBM fits and boosting rounds (a search two notebooks share counted
+once, as the search cache runs it once), end-to-end epochs × images, images to build and to extract
+with every compared backbone, the six networks' grids, both CGANs, the dense heads, the KNN's
+evaluations. Each count says how it spreads (:data:`SPREADS`): over every core, over Dask workers
+(independent fits), or not at all. :mod:`genrestudy.run.plan` prints it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .. import paths
+from . import plan_costs, profiles
+from .plan_costs import Machine
+
+#: GTZAN's size, assumed while it is not in data/gtzan
+GTZAN_CLIPS = 1000
+N_GENRES = 10
+#: share of the segments in the training part of every protocol (:func:`genrestudy.data.splits.make_split`)
+TRAIN_SHARE, VALID_SHARE = 0.8, 0.1
+#: the halving factor of the study's searches (:func:`genrestudy.models.search.run_search`'s default), and one
+#: that needs a third of their rounds, shown beside it (``bench/tune.py`` checks its halving gap)
+STUDY_FACTOR, FEWER_ROUNDS_FACTOR = 3, 5
+#: how a unit of work spreads: over every core of every worker (LightGBM fits, images), over the workers
+#: (independent model fits, one per worker), or not at all (one model's epochs)
+SPREADS = ("cores", "workers", "one")
+#: the parts the plan names when it says what dominates
+PARTS = {"boosting_round": "LightGBM (searches, refits, retrains)", "forward_image": "ResNet-50 forward passes",
+         "train_image": "ResNet-50 fine-tuning", "mel_image": "mel images and spectral/sequence features",
+         "knn_evaluation": "KNN and its genetic algorithm", "head_row": "dense heads", "cgan": "the CGANs",
+         "smallnet_row": "the six small networks", "backbone": "the compared backbones' extraction"}
+
+
+@dataclass
+class NotebookWork:
+    """What one notebook will do: printable lines and counts of work units, by how they spread."""
+
+    notebook: str
+    lines: list[str] = field(default_factory=list)
+    units: dict[str, float] = field(default_factory=dict)
+    parts: dict[tuple[str, str], float] = field(default_factory=dict)
+    known: bool = True
+
+    def add(self, unit: str, count: float, *, spread: str = "one") -> None:
+        if spread not in SPREADS:
+            raise ValueError(f"spread={spread!r}; expected one of {SPREADS}")
+        self.units[unit] = self.units.get(unit, 0.0) + count
+        self.parts[unit, spread] = self.parts.get((unit, spread), 0.0) + count
+
+    def seconds_by_unit(self, costs: dict, machine: Machine) -> dict[str, float]:
+        """Seconds per unit of this notebook on ``machine`` (``costs``: :func:`genrestudy.run.plan_costs.machine_costs`)."""
+        out: dict[str, float] = {}
+        for (unit, spread), count in self.parts.items():
+            share = {"cores": machine.cores * machine.workers, "workers": machine.workers, "one": 1}[spread]
+            out[unit] = out.get(unit, 0.0) + count * unit_cost(unit, costs, machine) / share
+        return out
+
+    def seconds(self, costs: dict, machine: Machine) -> float:
+        return sum(self.seconds_by_unit(costs, machine).values())
+
+
+def unit_cost(unit: str, costs: dict, machine: Machine) -> float:
+    """Seconds of one ``unit`` on ``machine``; units derived from a measured one say how in :func:`derived_units`."""
+    if unit in costs:
+        return costs[unit]
+    kind, _, what = unit.partition(":")
+    if kind == "backbone":   # "backbone:EfficientNetB7@500": Keras's published cost relative to ResNet-50's
+        name, size = what.split("@")
+        return costs["forward_image"] * plan_costs.backbone_forward_factor(name, int(size), gpu=machine.gpu)
+    if kind == "musicnn":     # a music tagger's forward pass: not measured, taken as MobileNetV2's at 224 px
+        return costs["forward_image"] * plan_costs.backbone_forward_factor("MobileNetV2", 224, gpu=machine.gpu)
+    if unit in ("smallnet_row:net4", "smallnet_row:net6"):   # Net4 is Net3 with RMSprop, Net6 is Net5
+        return costs[{"smallnet_row:net4": "smallnet_row:net3", "smallnet_row:net6": "smallnet_row:net5"}[unit]]
+    if kind == "cgan_waveform_row":   # "cgan_waveform_row:<ratio of dense weights>"
+        return costs["cgan_feature_row"] * float(what)
+    if unit == "signal_features":     # spectral shape or feature sequences of one segment: one STFT, as a mel image
+        return costs["mel_image"]
+    raise KeyError(f"no cost for the unit {unit!r}")
+
+
+def part_of(unit: str) -> str:
+    """The named part of the study (:data:`PARTS`) a unit belongs to."""
+    kind = unit.split(":")[0]
+    if kind.startswith("cgan"):
+        return PARTS["cgan"]
+    if kind in ("backbone", "musicnn"):
+        return PARTS["backbone"]
+    return PARTS.get(kind, PARTS["mel_image"] if unit == "signal_features" else kind)
+
+
+@dataclass
+class StudySize:
+    clips: int
+    assumed: bool
+
+    @property
+    def segments(self) -> int:
+        return self.clips * 10
+
+    def segments_of(self, n_segments: int) -> int:
+        return self.clips * int(n_segments)
+
+
+def study_size(profile: str, params: dict) -> StudySize:
+    """The number of clips the profile's data holds (GTZAN's 1,000 assumed when it is absent)."""
+    data = params.get("data", "auto")
+    gtzan = paths.data_dir() / "gtzan"
+    if data in ("gtzan", "auto") and gtzan.is_dir():
+        from ..data.dataset import AUDIO_EXTENSIONS
+
+        n = sum(1 for p in gtzan.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS)
+        if n:
+            return StudySize(n, assumed=False)
+    if data in ("demo", "auto") and profile == "demo":
+        return StudySize(int(params.get("demo_clips_per_genre", 10)) * N_GENRES, assumed=False)
+    return StudySize(GTZAN_CLIPS, assumed=True)
+
+
+# ---------------------------------------------------------------- LightGBM rounds
+
+def search_rounds(n_candidates: int, *, mode: str, num_boost_round: int, factor: int = STUDY_FACTOR) -> tuple[int, int]:
+    """(fits, boosting rounds at most) of one search, as :func:`genrestudy.models.search.run_search` runs it
+    (halving on rounds with warm starts: a survivor trains only the rounds it lacks)."""
+    from ..models import search
+
+    if mode == "exhaustive":
+        return n_candidates, n_candidates * num_boost_round
+    first = search.default_min_resources(n_candidates, num_boost_round, factor=factor, resource="rounds")
+    schedule = search.halving_schedule(n_candidates, min_resources=first, max_resources=num_boost_round,
+                                       factor=factor)
+    fits = rounds = previous = 0
+    for alive, resources in schedule:
+        fits += alive
+        rounds += alive * (resources - previous)
+        previous = resources
+    return fits, rounds
+
+
+def n_candidates(method: str, budget: int) -> int:
+    from ..models import search
+
+    full = 1
+    for values in search.TABLE2_GRID.values():
+        full *= len(values)
+    return min(int(budget), full) if method == "grid" else int(budget)
+
+
+class SearchLedger:
+    """The searches of the whole run, keyed as the search cache keys them (protocol, method, seed, settings)."""
+
+    def __init__(self):
+        self.seen: set = set()
+        self.asked_rounds = 0
+        self.run_rounds = 0
+        self.fewer_rounds = 0   # the searches run at FEWER_ROUNDS_FACTOR instead
+        self.exhaustive_rounds = 0   # the searches run exhaustively (every candidate to the full rounds)
+
+    def ask(self, protocol: str, method: str, seed: int, p: dict, features: str = "study") -> tuple[int, int, bool]:
+        n = n_candidates(method, p["budget"])
+        fits, rounds = search_rounds(n, mode=p["search_mode"], num_boost_round=int(p["num_boost_round"]))
+        key = (protocol, method, int(seed), n, p["search_mode"], int(p["num_boost_round"]), features,
+               p.get("early_stopping_rounds"), p.get("max_bin"), p.get("data"), p.get("weights"))
+        fresh = key not in self.seen
+        self.seen.add(key)
+        self.asked_rounds += rounds
+        self.run_rounds += rounds if fresh else 0
+        if fresh:
+            self.fewer_rounds += search_rounds(n, mode=p["search_mode"], num_boost_round=int(p["num_boost_round"]),
+                                               factor=FEWER_ROUNDS_FACTOR)[1]
+            self.exhaustive_rounds += n * int(p["num_boost_round"])
+        return fits, rounds, fresh
+
+
+# ---------------------------------------------------------------- per notebook
+
+def _lightgbm_searches(work: NotebookWork, ledger: SearchLedger, p: dict, protocol: str, seeds) -> None:
+    fits = rounds = reused = 0
+    for seed in seeds:
+        for method in ("grid", "random"):
+            f, r, fresh = ledger.ask(protocol, method, seed, p)
+            if fresh:
+                fits, rounds = fits + f, rounds + r
+            else:
+                reused += 1
+    refits = 2 * len(seeds) * int(p["num_boost_round"])
+    retrains = 2 * int(p["retrain_rounds"] or p["num_boost_round"])  # None: the search's round cap
+    work.add("boosting_round", rounds + refits + retrains, spread="cores")
+    work.lines.append(f"protocol {protocol}: {2 * len(seeds) - reused} searches ({p['search_mode']}, "
+                      f"{n_candidates('grid', p['budget'])} grid points / {p['budget']} random draws, "
+                      f"{p['num_boost_round']} rounds, seeds {list(seeds)}): {fits} fits, at most {rounds:,} rounds"
+                      + (f"; {reused} searches reused from the cache of an earlier notebook" if reused else "")
+                      + f"; winners refitted and retrained: {refits + retrains:,} rounds")
+
+
+def _backbone_searches(work: NotebookWork, ledger: SearchLedger, p: dict, protocol: str) -> None:
+    """Neighbouring study 3's LightGBM way: a Random Search per compared backbone and input size."""
+    fits = rounds = reused = 0
+    p = {**p, "budget": p.get("compared_search_budget") or p["budget"]}  # StudyInputs.compared_search_inputs
+    from ..extractors.backbones import MUSIC_TAGGERS
+
+    compared = p.get("compared_backbones", ())  # a music tagger runs at its own input only
+    pairs = [(b, s) for b in compared if b not in MUSIC_TAGGERS for s in p.get("compared_input_sizes", ())]
+    pairs += [(b, None) for b in compared if b in MUSIC_TAGGERS]
+    for backbone, size in pairs:
+        f, r, fresh = ledger.ask(protocol, "random", p["seeds"][0], p, features=f"{backbone}@{size}")
+        fits, rounds, reused = fits + f * fresh, rounds + r * fresh, reused + (not fresh)
+    refits = (len(pairs) and len(p.get("compared_backbones", ()))) * int(p["num_boost_round"])
+    work.add("boosting_round", rounds + refits, spread="cores")
+    work.lines.append(f"protocol {protocol}: {len(pairs) - reused} Random Searches of {p['budget']} draws on "
+                      f"frozen-extractor features ({len(compared)} extractors; image backbones at "
+                      f"{len(p.get('compared_input_sizes', ()))} input sizes): {fits} fits, at most {rounds:,} rounds"
+                      + (f"; {reused} reused from the cache of an earlier notebook" if reused else ""))
+
+
+def _end_to_end(work: NotebookWork, p: dict, size: StudySize, *, head=None, finetune=None,
+                max_train_images=None, spread: str = "one") -> None:
+    from ..networks.endtoend import training_settings
+
+    settings = training_settings(p.get("profile", "demo"))
+    head = settings.head_epochs if head is None else head
+    finetune = (settings.finetune_epochs if settings.finetunes else 0) if finetune is None else finetune
+    train = int(size.segments_of(p.get("n_segments", 10)) * TRAIN_SHARE)
+    train = min(train, max_train_images) if max_train_images else train
+    valid = int(size.segments_of(p.get("n_segments", 10)) * VALID_SHARE)
+    work.add("forward_image", head * train + (head + finetune) * valid, spread=spread)
+    work.add("train_image", finetune * train, spread=spread)
+    work.lines.append(f"end-to-end ResNet-50 at {settings.input_size} px: {head} frozen-head epochs + {finetune} "
+                      f"fine-tuning epochs × {train:,} training images (+ {valid:,} validation images per epoch), "
+                      "at most (early stopping may end a phase sooner)")
+
+
+@dataclass
+class _Context:
+    """What the planners of single notebooks share: the data's size, the searches so far, the protocols
+    whose end-to-end model an earlier notebook trained, and the (method, protocol) pairs already trained."""
+
+    size: StudySize
+    ledger: SearchLedger
+    trained: set
+    fitted: set = field(default_factory=set)
+
+
+def _plan_images(work, p, segments, ctx):
+    work.add("mel_image", segments, spread="cores")
+    work.lines.append(f"{segments:,} mel images from {ctx.size.clips:,} clips; split protocols")
+
+
+def _plan_features(work, p, segments, ctx):
+    work.add("forward_image", segments)
+    work.lines.append(f"{segments:,} images through the frozen {p.get('backbone')} ({p.get('weights')} weights)")
+
+
+def _plan_tuning(work, p, segments, ctx):
+    _lightgbm_searches(work, ctx.ledger, p, p["protocol"], p["seeds"])
+
+
+def _plan_end_to_end(work, p, segments, ctx):
+    _end_to_end(work, p, ctx.size)
+    ctx.trained.add(p["protocol"])
+
+
+def _knn(work, p, segments, ctx, protocol, seeds):
+    """Neighbouring study 1 under ``protocol``: spectral statistics, k enumerated, the genetic algorithm."""
+    from ..signals import spectral
+    from ..models import knn
+
+    if ("knn", protocol) in ctx.fitted:
+        work.lines.append(f"protocol {protocol}: spectral KNN read from the cache of an earlier notebook")
+        return
+    ctx.fitted.add(("knn", protocol))
+    if ("spectral", None) not in ctx.fitted:
+        ctx.fitted.add(("spectral", None))
+        work.add("signal_features", segments, spread="cores")
+    evals = sum(pop * gen for pop in p.get("ga_populations", (15,)) for gen in p.get("ga_generations", (30,)))
+    evals = evals * len(p.get("ga_seeds", (0,))) + len(knn.K_VALUES) * len(seeds)
+    work.add("knn_evaluation", evals)
+    work.lines.append(f"protocol {protocol}: KNN on {len(spectral.FEATURE_NAMES)} spectral statistics (mean and std "
+                      f"of {len(spectral.SPECTRAL)} shape features of {segments:,} segments): k enumerated "
+                      f"({len(knn.K_VALUES)} values × {len(seeds)} seeds) and the genetic algorithm, at most "
+                      f"{evals:,} KNN evaluations in all")
+
+
+def _plan_knn(work, p, segments, ctx):
+    _knn(work, p, segments, ctx, p["protocol"], p["seeds"])
+
+
+def _six_networks(work, p, segments, ctx, protocol, *, waveform: bool):
+    """Neighbouring study 2 under ``protocol``: every configuration of the grid, the feature CGAN (and the waveform's)."""
+    from ..signals import sequences
+    from ..networks import smallnets
+    from ..signals.images import ImageParams
+
+    if ("six_networks", protocol) in ctx.fitted:
+        work.lines.append(f"protocol {protocol}: six networks read from the cache of an earlier notebook")
+        return
+    ctx.fitted.add(("six_networks", protocol))
+    grid = smallnets.GRIDS.get(p.get("profile", "demo"), smallnets.GRIDS["demo"])
+    rows = min(int(segments * TRAIN_SHARE), grid.max_train_rows or segments)
+    if ("sequences", None) not in ctx.fitted:
+        ctx.fitted.add(("sequences", None))
+        work.add("signal_features", segments, spread="cores")
+    epochs = 0
+    for net in smallnets.NETWORKS:
+        for config in grid.configs(net):
+            work.add(f"smallnet_row:{net}", config["epochs"] * rows, spread="workers")
+            epochs += config["epochs"]
+    work.add("cgan_feature_row", grid.cgan_epochs * rows, spread="workers")
+    line = (f"protocol {protocol}: six small networks at {grid.image_size} px, {epochs:,} epochs in all × {rows:,} "
+            f"training rows (every configuration of the grid, at most); feature CGAN {grid.cgan_epochs} epochs")
+    if waveform:
+        samples = ImageParams().segment_samples
+        seq = sequences.SequenceParams()
+        ratio = plan_costs.waveform_to_feature_cgan(seq.frames(samples), len(sequences.FEATURE_NAMES), samples)
+        work.add(f"cgan_waveform_row:{ratio:.6g}", grid.cgan_epochs * rows, spread="workers")
+        line += f"; waveform CGAN {grid.cgan_epochs} epochs ({ratio:.0f}x the feature CGAN's dense weights)"
+    work.lines.append(line)
+
+
+def _plan_six_networks(work, p, segments, ctx):
+    _six_networks(work, p, segments, ctx, p["protocol"], waveform=bool(p.get("waveform_cgan")))
+
+
+def _compared_pairs(p) -> tuple[list, list]:
+    from ..extractors.backbones import MUSIC_TAGGERS
+
+    compared = p.get("compared_backbones", ())
+    images = [(b, s) for b in compared if b not in MUSIC_TAGGERS for s in p.get("compared_input_sizes", ())]
+    return images, [b for b in compared if b in MUSIC_TAGGERS]
+
+
+def _dense_heads(work, p, segments, ctx, protocol):
+    from ..networks import heads
+
+    if ("heads", protocol) in ctx.fitted:
+        work.lines.append(f"protocol {protocol}: dense heads read from the cache of an earlier notebook")
+        return
+    ctx.fitted.add(("heads", protocol))
+    images, taggers = _compared_pairs(p)
+    trials = (len(images) + len(taggers)) * len(p["head_batch_sizes"]) * len(p["head_learning_rates"])
+    finals = len({b for b, _ in images}) + len(taggers)
+    rows = int(segments * TRAIN_SHARE)
+    work.add("head_row", (trials * heads.TRIAL_EPOCHS + finals * heads.FINAL_EPOCHS) * rows, spread="workers")
+    work.lines.append(f"protocol {protocol}: {trials} dense-head trials of {heads.TRIAL_EPOCHS} epochs and {finals} "
+                      f"final fits of {heads.FINAL_EPOCHS} epochs on {rows:,} training rows")
+
+
+def _plan_backbones(work, p, segments, ctx):
+    images, taggers = _compared_pairs(p)
+    for backbone, size in images:
+        work.add(f"backbone:{backbone}@{size}", segments, spread="workers")
+    for tagger in taggers:
+        work.add(f"musicnn:{tagger}", segments, spread="workers")
+    work.lines.append(f"{segments:,} images through each of {len({b for b, _ in images})} frozen backbones at "
+                      f"{p['compared_input_sizes']} px (Keras's published cost relative to ResNet-50's, scaled by "
+                      "the pixels)" + (f", {segments:,} segments through {', '.join(taggers)} (taken as "
+                                       "MobileNetV2's cost at 224 px: not measured)" if taggers else ""))
+    _dense_heads(work, p, segments, ctx, p["protocol"])
+    _backbone_searches(work, ctx.ledger, p, p["protocol"])
+
+
+def _plan_efficiency(work, p, segments, ctx):
+    _end_to_end(work, p, ctx.size, head=p["fit_head_epochs"], finetune=p["fit_finetune_epochs"],
+                max_train_images=p["fit_max_train_images"])
+    extract = p["extract_max_images"] or segments
+    work.add("forward_image", extract)
+    work.add("boosting_round", p["lightgbm_rounds"])
+    work.lines.append(f"measured again in fresh processes: the fit above, a LightGBM fit of "
+                      f"{p['lightgbm_rounds']} rounds, extraction of {extract:,} images; latencies")
+
+
+def _plan_results(work, p, segments, ctx):
+    every = p.get("table7_methods", "all") == "all"
+    for protocol in p["protocols"]:
+        _lightgbm_searches(work, ctx.ledger, p, protocol, [p["seeds"][0]])
+        if protocol in ctx.trained:
+            work.lines.append(f"protocol {protocol}: end-to-end ResNet-50 read from notebook 04's cache")
+        else:
+            _end_to_end(work, p, ctx.size, spread="workers")
+            work.lines[-1] = f"protocol {protocol}: " + work.lines[-1]
+            ctx.trained.add(protocol)
+        if every:   # the neighbouring studies' methods (Table 7 of every registered method)
+            _knn(work, p, segments, ctx, protocol, [p["seeds"][0]])
+            _six_networks(work, p, segments, ctx, protocol, waveform=False)
+            if p.get("compared_backbones"):
+                _dense_heads(work, p, segments, ctx, protocol)
+                _backbone_searches(work, ctx.ledger, p, protocol)
+    work.lines.append("Table 7: " + ("every registered method" if every else "the paper's five methods only")
+                      + f" under {', '.join(p['protocols'])}; bootstrap intervals ({p.get('n_resamples')} resamples: "
+                      "seconds, not counted)")
+
+
+#: the notebooks the plan knows, by number
+PLANNERS = {"01": _plan_images, "02": _plan_features, "03": _plan_tuning, "04": _plan_end_to_end, "05": _plan_knn,
+            "06": _plan_six_networks, "07": _plan_backbones, "08": _plan_efficiency, "09": _plan_results}
+
+
+def plan_notebook(stem: str, p: dict, ctx: _Context, profile: str = "demo") -> NotebookWork:
+    """The work of notebook ``stem`` with parameters ``p`` (none where ``profile`` leaves it out)."""
+    work = NotebookWork(stem)
+    planner = PLANNERS.get(stem[:2])
+    skipped = profiles.left_out(profile, stem)
+    if skipped:
+        work.lines.append(f"left out of the {profile} profile: {skipped}")
+    elif planner is None:
+        work.known = False
+        work.lines.append("the plan knows nothing about this notebook's work: not counted, not estimated")
+    else:
+        planner(work, p, ctx.size.segments_of(p.get("n_segments", 10)), ctx)
+    return work
+
+
+def _notebook_params(profile: str, path, overrides: dict) -> dict:
+    return {**profiles.notebook_defaults(str(path)), **profiles.notebook_parameters(profile, str(path), overrides)}
+
+
+def plan(profile: str, overrides: dict | None = None) -> tuple[StudySize, list[NotebookWork], SearchLedger]:
+    """Every notebook's work under ``profile`` (with ``overrides``), in run order."""
+    notebooks = sorted(profiles.notebooks_dir().glob("[0-9][0-9]_*.ipynb"))
+    ctx, works = None, []
+    for path in notebooks:
+        p = _notebook_params(profile, path, overrides or {})
+        ctx = ctx or _Context(study_size(profile, p), SearchLedger(), set())
+        works.append(plan_notebook(path.stem, p, ctx, profile))
+    ctx = ctx or _Context(StudySize(GTZAN_CLIPS, assumed=True), SearchLedger(), set())
+    return ctx.size, works, ctx.ledger
+
+
+def measure_unit_costs(size: StudySize, profile: str) -> dict[str, float]:
+    """This machine's unit costs at the profile's sizes (:func:`genrestudy.run.plan_costs.measure_unit_costs`)."""
+    from ..signals import sequences
+    from ..networks import smallnets
+    from ..signals.images import ImageParams
+
+    grid = smallnets.GRIDS.get("paper" if profile != "demo" else "demo")
+    frames = sequences.SequenceParams().frames(ImageParams().segment_samples)
+    return plan_costs.measure_unit_costs(int(size.segments * TRAIN_SHARE), image_size=grid.image_size,
+                                         frames=frames, n_features=len(sequences.FEATURE_NAMES))
