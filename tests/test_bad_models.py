@@ -69,7 +69,7 @@ CASES = ["cut_in_header", "cut_in_trees", "cut_before_end_of_trees", "cut_in_par
 
 def _predict_subprocess(model, clip) -> subprocess.CompletedProcess:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    return subprocess.run([sys.executable, "-c", "import sys; from genrestudy import cli; sys.exit(cli.main())",
+    return subprocess.run([sys.executable, "-c", "import sys; from genrestudy.run import cli; sys.exit(cli.main())",
                            "predict", str(clip), "--model", str(model)], capture_output=True, text=True,
                           timeout=120, env=env, cwd=model.parent)
 

@@ -358,23 +358,38 @@ def test_a_method_can_register_a_new_kind_of_model_file(tmp_path, monkeypatch, e
 
 
 def _package_imports(module: str) -> set[str]:
-    """The genrestudy modules ``module`` imports, at the top or inside functions (parsed, not run)."""
-    source = Path(genrestudy.__file__).with_name(f"{module}.py").read_text()
+    """The genrestudy modules ``module`` (``"run.predict"``) imports, at the top or inside functions (parsed,
+    not run), by their full names under ``genrestudy.``."""
+    import importlib.util
+
+    package = f"genrestudy.{module}".rpartition(".")[0]
+    source = Path(genrestudy.__file__).parent.joinpath(*module.split(".")).with_suffix(".py").read_text()
     found = set()
     for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.ImportFrom) and node.level == 1:
-            found.update([node.module] if node.module else [alias.name for alias in node.names])
-        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("genrestudy"):
-            found.update([node.module.removeprefix("genrestudy.")] if node.module != "genrestudy"
-                         else [alias.name for alias in node.names])
+        if isinstance(node, ast.ImportFrom):
+            base = importlib.util.resolve_name("." * node.level + (node.module or ""), package) \
+                if node.level else node.module or ""
+            if base == "genrestudy" or base.startswith("genrestudy."):
+                subs = {f"{base}.{alias.name}" for alias in node.names}
+                found |= {name for name in subs | {base} if _is_module(name)}
         elif isinstance(node, ast.Import):
-            found.update(a.name.removeprefix("genrestudy.") for a in node.names if a.name.startswith("genrestudy."))
-    return found
+            found.update(a.name for a in node.names if a.name.startswith("genrestudy."))
+    return {name.removeprefix("genrestudy.") for name in found}
+
+
+def _is_module(name: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):  # a name imported from a module, not a module
+        return False
 
 
 def test_prediction_and_training_do_not_import_each_other():
-    assert "endtoend" not in _package_imports("predict")
-    assert "predict" not in _package_imports("endtoend")
+    predict, endtoend = "run.predict", "networks.endtoend"
+    assert endtoend not in _package_imports(predict)
+    assert predict not in _package_imports(endtoend)
     # both read and write model files through the one module that defines the format
-    assert "modelfile" in _package_imports("predict") and "modelfile" in _package_imports("endtoend")
-    assert not {"predict", "endtoend"} & (_package_imports("modelfile") | _package_imports("training"))
+    assert "models.modelfile" in _package_imports(predict) and "models.modelfile" in _package_imports(endtoend)
+    assert not {predict, endtoend} & (_package_imports("models.modelfile") | _package_imports("networks.training"))

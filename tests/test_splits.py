@@ -171,7 +171,7 @@ def test_the_bundled_lists_install_with_the_package():
     from pathlib import Path
 
     tomllib = pytest.importorskip("tomllib")   # Python 3.11+
-    pyproject = tomllib.loads((Path(splits.__file__).parents[2] / "pyproject.toml").read_text())
+    pyproject = tomllib.loads((Path(splits.__file__).parents[3] / "pyproject.toml").read_text())
     patterns = pyproject["tool"]["setuptools"]["package-data"]["genrestudy"]
     for file in splits.BUNDLED_LISTS_DIR.iterdir():
         assert any(file.match(pattern) for pattern in patterns), file.name

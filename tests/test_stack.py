@@ -51,11 +51,11 @@ def test_nvidia_smi_answer_decides(tmp_path, monkeypatch):
 def test_setup_asks_with_any_python_before_the_package_is_installed(tmp_path):
     # run_all.sh runs the file with the system's Python: standard library only, no genrestudy on the path
     env = {"PATH": f"{_fake_nvidia_smi(tmp_path / 'bin')}:/usr/bin:/bin", "GENRESTUDY_STACK": "auto"}
-    out = subprocess.run([sys.executable, "-S", str(ROOT / "lib" / "genrestudy" / "stack.py"), "extras"],
+    out = subprocess.run([sys.executable, "-S", str(ROOT / "lib" / "genrestudy" / "run" / "stack.py"), "extras"],
                          capture_output=True, text=True, env=env, check=True).stdout.strip()
     assert out == ("test,gpu" if sys.platform.startswith("linux") else "test")
     env["GENRESTUDY_STACK"] = "cpu"  # the GPU answers, the user chose the CPU stack
-    out = subprocess.run([sys.executable, "-S", str(ROOT / "lib" / "genrestudy" / "stack.py"), "extras"],
+    out = subprocess.run([sys.executable, "-S", str(ROOT / "lib" / "genrestudy" / "run" / "stack.py"), "extras"],
                          capture_output=True, text=True, env=env, check=True).stdout.strip()
     assert out == "test"
 
