@@ -229,7 +229,15 @@ def test_measured_unit_costs_are_per_image_and_per_round_at_the_planned_size(mon
     monkeypatch.setattr(classifiers.TrainingData, "datasets", lambda self: None)
     assert plan.plan_costs.measure_boosting_round(1000, rounds=4) == pytest.approx(0.005)
     assert plan.plan_costs.measure_boosting_round(16000, rounds=4) == pytest.approx(0.005 * 16)  # measured on 8000, scaled
-    assert fitted == [1000, 8000]
+    assert fitted == [1000] * 4 + [8000] * 4  # an untimed warm-up fit, then three timed ones
+
+    # one fit slowed down (another program, a cold cache) does not move the median
+    fits = iter(range(4))
+
+    def one_slow_fit(data, params, *, num_boost_round, **kw):
+        clock[0] += 0.005 * num_boost_round * (10 if next(fits) == 2 else 1)
+    monkeypatch.setattr(classifiers, "fit_lightgbm", one_slow_fit)
+    assert plan.plan_costs.measure_boosting_round(1000, rounds=4) == pytest.approx(0.005)
 
 
 def test_command_line(study_dirs, monkeypatch, capsys):
