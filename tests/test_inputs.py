@@ -11,7 +11,8 @@ from genrestudy.run import study
 
 
 def _data(n=6):
-    segments = pd.DataFrame({"track_id": [f"t{i // 2}" for i in range(n)], "label": ["a", "b"] * (n // 2)})
+    segments = pd.DataFrame({"track_id": [f"t{i // 2}" for i in range(n)], "segment": [i % 2 for i in range(n)],
+                             "label": ["a", "b"] * (n // 2)})
     image_set = SimpleNamespace(key="images-fake", classes=["a", "b"], labels=np.arange(n) % 2, segments=segments,
                                 synthetic=True)
     return methods.StudyData(study.StudyInputs(), image_set)
@@ -91,3 +92,11 @@ def test_the_arrays_read_stay_behind_when_the_data_travels(doubled_index):
     data.values("doubled_index")
     travelled = pickle.loads(pickle.dumps(data))
     assert travelled._values == {} and "doubled_index" in travelled.opened
+
+
+def test_an_input_out_of_step_with_the_images_says_which_input():
+    data = _data()
+    shuffled = data.image_set.segments.iloc[[1, 0, 2, 3, 4, 5]]
+    data.opened["musicnn:MSD_musicnn"] = SimpleNamespace(segments=shuffled, embedding=lambda: np.zeros((6, 2)))
+    with pytest.raises(ValueError, match=r"^the musicnn embeddings \(6 segments\) are not aligned .* at row 0$"):
+        data.values("musicnn:MSD_musicnn")

@@ -73,10 +73,12 @@ def musicnn_embeddings(model: str) -> str:
     return f"musicnn:{model}"
 
 
-def _aligned(opened, data) -> None:
-    from ..signals.spectral import check_aligned
+def _aligned(what: str):
+    def check(opened, data) -> None:
+        from ..signals.spectral import check_aligned
 
-    check_aligned(opened.segments, data.image_set.segments)
+        check_aligned(opened.segments, data.image_set.segments, what=what)
+    return check
 
 
 def _from_the_images(opened, data) -> None:
@@ -100,7 +102,7 @@ def _features(data, argument: str):
     return feature_set(inputs, data.image_set, progress=False)
 
 
-@provider("spectral", values=lambda opened: np.asarray(opened.values), check=_aligned)
+@provider("spectral", values=lambda opened: np.asarray(opened.values), check=_aligned("the spectral features"))
 def _spectral(data, argument: str):
     from ..run.study import signal_set
     from ..signals.spectral import spectral_features, study_params
@@ -115,7 +117,7 @@ def _sequences(data, argument: str):
     return study_sequences(data.inputs, data.image_set)
 
 
-@provider("musicnn", values=lambda opened: opened.embedding(), check=_aligned)
+@provider("musicnn", values=lambda opened: opened.embedding(), check=_aligned("the musicnn embeddings"))
 def _musicnn(data, argument: str):
     from ..extractors.musicnn import embeddings
     from ..run.study import signal_set

@@ -186,7 +186,8 @@ def spectral_features(signal_set, params: SpectralParams = SpectralParams(), *, 
                             cache_root=cache_root)
 
 
-def check_aligned(features_segments: pd.DataFrame, image_segments: pd.DataFrame) -> None:
+def check_aligned(features_segments: pd.DataFrame, image_segments: pd.DataFrame, *,
+                  what: str = "the spectral features") -> None:
     """Raise one line unless two per-segment tables describe the same segments in the same order.
 
     The rows of a split index the image set; features from the signal cache may stand in
@@ -197,7 +198,7 @@ def check_aligned(features_segments: pd.DataFrame, image_segments: pd.DataFrame)
     b = image_segments[columns].astype(str).reset_index(drop=True)
     if len(a) != len(b) or not a.equals(b):
         where = next((i for i in range(min(len(a), len(b))) if not a.iloc[i].equals(b.iloc[i])), min(len(a), len(b)))
-        raise ValueError(f"the spectral features ({len(a)} segments) are not aligned with the image set "
+        raise ValueError(f"{what} ({len(a)} segments) are not aligned with the image set "
                          f"({len(b)} segments): they first differ at row {where}")
 
 
