@@ -49,7 +49,8 @@ def test_paper_plan_counts_every_search_once_and_assumes_gtzan(study_dirs):
         assert not by_stem[stem].units and "left out of the paper profile" in by_stem[stem].lines[0]
     text = plan.format_plan("paper", size, works, ledger, None, plan.Machine(16))
     assert "ASSUMED: GTZAN's 1,000 clips" in text and text.startswith("profile paper: the paper's experiments only")
-    other = refits_03 + 2000 + (2 * 2000 + 2 * 2000)   # 03's refits and retrains, Table 8's fit, 09's
+    other = refits_03 + 2000   # 03's refits and retrains, Table 8's fit (09 reads 03's winner fits back)
+    assert any("winners' refits and retrains read from the cache" in line for line in by_stem["09"].lines)
     rounds = 2 * per_search + other
     assert f"at most {rounds:,} (2 distinct searches {2 * per_search:,}" in text
     # the issue's target: the paper profile trains at most 0.6 M boosting rounds
@@ -80,6 +81,34 @@ def test_audit_plan_counts_every_notebook_and_method(study_dirs):
     assert not any("not estimated" in line for w in works for line in w.lines)
 
 
+def test_method_runs_and_their_tasks_spread_over_workers_whole_and_stage_after_stage(study_dirs):
+    from genrestudy.networks import smallnets
+    from genrestudy.run.cluster import makespan
+
+    _, works, _ = plan.plan("audit")
+    nb06 = next(w for w in works if w.notebook.startswith("06"))
+    grid = smallnets.GRIDS["paper"]
+    # a task per configuration of every network (Net6 twice: the feature and the waveform CGAN's rows), after
+    # the CGANs' own tasks; one model's epochs never split
+    n_configs = sum(len(grid.configs(net)) for net in smallnets.NETWORKS) + len(grid.configs("net6"))
+    stages = [stage for stage, _ in nb06.jobs]
+    assert stages.count(0) == n_configs - 2 * len(grid.configs("net6")) + 2 and stages.count(1) == 16
+    costs = {u: 0.0 for u in ("mel_image", "forward_image", "train_image", "boosting_round", "knn_evaluation",
+                              "head_row", "cgan_feature_row", "cgan_waveform_row")}
+    costs.update({f"smallnet_row:{net}": 0.0 for net in ("net1", "net2", "net3", "net5")})
+    costs["cgan_waveform_row"] = 1.0   # the one 100-epoch waveform CGAN dominates: however many workers, it is whole
+    waveform = grid.cgan_epochs * 8000
+    for workers in (1, 8):
+        assert nb06.seconds(costs, plan.Machine(16, workers=workers)) == pytest.approx(waveform)
+    costs.update(cgan_waveform_row=0.0, **{"smallnet_row:net5": 1.0})   # Net6's configurations after the CGANs
+    net6 = [c["epochs"] * 8000 * 2 for c in grid.configs("net6")]
+    net5 = [c["epochs"] * 8000 for c in grid.configs("net5")]
+    one = nb06.seconds(costs, plan.Machine(16))
+    assert one == pytest.approx(2 * sum(net6) + sum(net5))
+    spread = nb06.seconds(costs, plan.Machine(16, workers=8))
+    assert spread == pytest.approx(makespan(net5, 8) + makespan(2 * net6, 8))
+
+
 def test_the_knn_line_counts_the_features_the_knn_uses(study_dirs):
     from genrestudy.signals import spectral
 
@@ -95,8 +124,10 @@ def test_estimates_come_from_the_unit_costs(study_dirs):
     nb03 = next(w for w in works if w.notebook.startswith("03"))
     # searches spread over the cores; one round of one thread costs 0.1 s
     assert nb03.seconds(costs, plan.Machine(4)) == pytest.approx(nb03.units["boosting_round"] * 0.1 / 4)
-    # ... and over every core of every worker
-    assert nb03.seconds(costs, plan.Machine(4, workers=3)) == pytest.approx(nb03.units["boosting_round"] * 0.1 / 12)
+    # ... the searches over every core of every worker, the winners' refits over the notebook machine's
+    searches, refits = nb03.parts["boosting_round", "cores"], nb03.parts["boosting_round", "machine"]
+    assert searches + refits == nb03.units["boosting_round"] and refits == 4 * 2000
+    assert nb03.seconds(costs, plan.Machine(4, workers=3)) == pytest.approx(searches * 0.1 / 12 + refits * 0.1 / 4)
     nb02 = next(w for w in works if w.notebook.startswith("02"))
     assert nb02.seconds(costs, plan.Machine(4)) == pytest.approx(10_000 * 0.02)
     text = plan.format_plan("paper", size, works, ledger, costs, plan.Machine(4))

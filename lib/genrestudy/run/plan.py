@@ -24,8 +24,8 @@ import sys
 
 from . import plan_costs, plan_machine, profiles
 from .plan_costs import Machine
-from .plan_work import (FEWER_ROUNDS_FACTOR, GTZAN_CLIPS, STUDY_FACTOR, TRAIN_SHARE, NotebookWork,  # noqa: F401
-                        SearchLedger, StudySize, measure_unit_costs, n_candidates, part_of, plan, search_rounds)
+from .plan_searches import FEWER_ROUNDS_FACTOR, STUDY_FACTOR, SearchLedger, n_candidates, search_rounds  # noqa: F401
+from .plan_work import GTZAN_CLIPS, TRAIN_SHARE, NotebookWork, StudySize, measure_unit_costs, part_of, plan  # noqa: F401
 
 
 def _duration(seconds: float) -> str:
@@ -43,16 +43,18 @@ def _cost_lines(costs: dict, machine: Machine) -> list[str]:
     if machine.measured:
         out.append(f"answering for {machine.describe()}: from its own costs (LightGBM timed with every core busy), "
                    f"the compared backbones relative to its ResNet-50 by {plan_costs.KERAS_TABLE_SOURCE}; "
-                   "independent model fits spread over the workers, one model's epochs on one")
+                   "Table 7's method runs over the workers, each whole on one, longest first")
         return out
     if machine.gpu:
         out += [f"GPU figures (published, not measured here): {plan_costs.PUBLISHED_GPU['source']}; compared "
-                f"backbones relative to ResNet-50 from {plan_costs.KERAS_TABLE_SOURCE}; the small CNNs gain what "
-                "ResNet-50 gains, the MLP, LSTMs, CGANs and dense heads are assumed to gain nothing"]
+                f"backbones relative to ResNet-50 from {plan_costs.KERAS_TABLE_SOURCE}; the small CNNs and the waveform "
+                "CGAN (about 200 M dense weights) are assumed to gain what ResNet-50's training gains, the MLP, LSTMs, "
+                "feature CGAN and dense heads to gain nothing"]
     if machine.cores != (os.cpu_count() or 1) or machine.workers > 1:
         out.append(f"answering for {machine.describe()}: each core as fast as one here; LightGBM fits and images "
-                   f"spread over all {machine.cores * machine.workers} cores, independent model fits over "
-                   f"{machine.workers} worker(s), one model's epochs on one (no transfer or scheduling overhead counted)")
+                   f"spread over all {machine.cores * machine.workers} cores; Table 7's method runs over {machine.workers} "
+                   "worker(s), each whole on one, longest first; a notebook's own work on one machine (no transfer or "
+                   "scheduling overhead counted)")
     return out
 
 

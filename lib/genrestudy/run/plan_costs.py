@@ -32,9 +32,12 @@ UNITS = {
     "head_row": "dense softmax head on frozen features, one training row of one epoch",
     "knn_evaluation": "KNN fit and score on the 12 spectral-shape statistics of the training rows",
 }
-#: the small convolutional networks: on a GPU they are assumed to gain what ResNet-50 gains there; the dense and
-#: recurrent ones (MLP, LSTMs, CGANs, heads: small batches of small layers) are assumed to gain nothing
-GPU_CONV_UNITS = ("smallnet_row:net2", "smallnet_row:net3")
+#: on a GPU these are assumed to gain what ResNet-50's training gains there: the small convolutional networks, and
+#: the waveform CGAN, whose step is dense products of 32 rows by layers of up to 2,048 × 66,150 weights (about
+#: 200 M weights, a few GFLOP per row: the arithmetic a GPU runs at its peak, where ResNet-50's convolutions do
+#: not). The other dense and recurrent networks (MLP, LSTMs, the feature CGAN, heads: small batches of small
+#: layers) are assumed to gain nothing. Assumptions, on the slow side; a costs file measured there replaces them.
+GPU_TRAINING_GAIN_UNITS = ("smallnet_row:net2", "smallnet_row:net3", "cgan_waveform_row")
 
 #: ResNet-50 v1.5 images per second on ONE NVIDIA A100 40GB, TF32 (the study computes in float32, which an
 #: A100 runs as TF32): training 909 img/s (TF32 + XLA, batch 256), inference 1,911.96 img/s (TF32, batch
@@ -97,6 +100,15 @@ def waveform_to_feature_cgan(frames: int, n_features: int, segment_samples: int)
         return sum(a * b for a, b in zip(g, g[1:])) + sum(a * b for a, b in zip(d, d[1:]))
 
     return weights(segment_samples) / weights(frames * n_features)
+
+
+def waveform_ratio() -> float:
+    """:func:`waveform_to_feature_cgan` at the study's segment and feature-sequence sizes."""
+    from ..signals import sequences
+    from ..signals.images import ImageParams
+
+    samples = ImageParams().segment_samples
+    return waveform_to_feature_cgan(sequences.SequenceParams().frames(samples), len(sequences.FEATURE_NAMES), samples)
 
 
 # ---------------------------------------------------------------- measured here
@@ -188,6 +200,7 @@ def measure_small_networks(image_size: int, frames: int, n_features: int, *, bat
     gan = cgan.feature_cgan(frames, n_features, N_GENRES)
     flat, labels = sequences.reshape(batch, -1), np.arange(batch) % N_GENRES
     out["cgan_feature_row"] = _timed(lambda: gan.train_step(flat, labels)) / batch
+    out["cgan_waveform_row"] = out["cgan_feature_row"] * waveform_ratio()   # derived: about 200 M weights
     return out
 
 
@@ -222,15 +235,15 @@ def measure_unit_costs(train_rows: int, *, image_size: int, frames: int, n_featu
 def machine_costs(costs: dict[str, float], machine: Machine) -> dict[str, float]:
     """Seconds per unit on ``machine``, per core for the CPU units (the plan divides parallel work by the
     cores). With a GPU, ResNet-50 runs at its published A100 throughput (:data:`PUBLISHED_GPU`), the small
-    CNNs gain what ResNet-50 gains over its cost measured here, and the other Keras units stay at their
-    cost here (:data:`GPU_CONV_UNITS`: an assumption, on the slow side)."""
+    CNNs and the waveform CGAN gain what ResNet-50 gains over its cost measured here, and the other Keras units stay at their
+    cost here (:data:`GPU_TRAINING_GAIN_UNITS`: an assumption, on the slow side)."""
     out = dict(costs)
     if not machine.gpu or machine.measured:   # measured on that machine: nothing to scale
         return out
     gpu_forward = 1.0 / PUBLISHED_GPU["forward_images_per_second"]
     gpu_train = 1.0 / PUBLISHED_GPU["train_images_per_second"]
     out["forward_image"], out["train_image"] = gpu_forward, gpu_train
-    for unit in GPU_CONV_UNITS:
+    for unit in GPU_TRAINING_GAIN_UNITS:
         if unit in costs:
             out[unit] = costs[unit] * gpu_train / costs["train_image"]
     return out

@@ -4,8 +4,11 @@
 and counts what they ask for: LightGBM fits and boosting rounds (a search two notebooks share counted
 once, as the search cache runs it once), end-to-end epochs × images, images to build and to extract
 with every compared backbone, the six networks' grids, both CGANs, the dense heads, the KNN's
-evaluations. Each count says how it spreads (:data:`SPREADS`): over every core, over Dask workers
-(independent fits), or not at all. :mod:`genrestudy.run.plan` prints it.
+evaluations. Each count says how it spreads (:data:`SPREADS`): over every core of every worker (the
+searches' fits, images), or not at all (one model's epochs on this machine). A method run that a Dask
+worker takes whole (:func:`genrestudy.report.table7.run_protocols`) is a job (:meth:`NotebookWork.add_job`):
+a notebook's jobs spread over the workers longest first (:func:`genrestudy.run.cluster.makespan`), never
+one job over several. :mod:`genrestudy.run.plan` prints it.
 """
 from __future__ import annotations
 
@@ -13,19 +16,22 @@ from dataclasses import dataclass, field
 
 from .. import paths
 from . import plan_costs, profiles
+from .cluster import makespan
 from .plan_costs import Machine
+from .plan_searches import SearchLedger, n_candidates
 
 #: GTZAN's size, assumed while it is not in data/gtzan
 GTZAN_CLIPS = 1000
 N_GENRES = 10
 #: share of the segments in the training part of every protocol (:func:`genrestudy.data.splits.make_split`)
 TRAIN_SHARE, VALID_SHARE = 0.8, 0.1
-#: the halving factor of the study's searches (:func:`genrestudy.models.search.run_search`'s default), and one
-#: that needs a third of their rounds, shown beside it (``bench/tune.py`` checks its halving gap)
-STUDY_FACTOR, FEWER_ROUNDS_FACTOR = 3, 5
-#: how a unit of work spreads: over every core of every worker (LightGBM fits, images), over the workers
-#: (independent model fits, one per worker), or not at all (one model's epochs)
-SPREADS = ("cores", "workers", "one")
+#: how a unit of work outside a job spreads: over every core of every worker (the searches' fits, images), over
+#: the cores of the notebook's machine (a winner's refit), or not at all (one model's epochs, a notebook's own work)
+SPREADS = ("cores", "machine", "one")
+#: the stage of a job that is a method run: after every task the methods run before (:meth:`NotebookWork.add_job`)
+RUNS_STAGE = 1_000
+#: the units a job runs over every core of its worker (a method's searches run on its worker's threads)
+WORKER_CORES_UNITS = ("boosting_round",)
 #: the parts the plan names when it says what dominates
 PARTS = {"boosting_round": "LightGBM (searches, refits, retrains)", "forward_image": "ResNet-50 forward passes",
          "train_image": "ResNet-50 fine-tuning", "mel_image": "mel images and spectral/sequence features",
@@ -41,6 +47,7 @@ class NotebookWork:
     lines: list[str] = field(default_factory=list)
     units: dict[str, float] = field(default_factory=dict)
     parts: dict[tuple[str, str], float] = field(default_factory=dict)
+    jobs: list[tuple[int, dict[str, float]]] = field(default_factory=list)
     known: bool = True
 
     def add(self, unit: str, count: float, *, spread: str = "one") -> None:
@@ -49,12 +56,28 @@ class NotebookWork:
         self.units[unit] = self.units.get(unit, 0.0) + count
         self.parts[unit, spread] = self.parts.get((unit, spread), 0.0) + count
 
+    def add_job(self, units: dict[str, float], *, stage: int = RUNS_STAGE) -> None:
+        """One task that a Dask worker takes whole, ``{unit: count}``: a method run (the last stage), or a task
+        a method runs before (``stage`` 0, 1, ...: :meth:`genrestudy.methods.Method.tasks`)."""
+        for unit, count in units.items():
+            self.units[unit] = self.units.get(unit, 0.0) + count
+        self.jobs.append((stage, dict(units)))
+
     def seconds_by_unit(self, costs: dict, machine: Machine) -> dict[str, float]:
-        """Seconds per unit of this notebook on ``machine`` (``costs``: :func:`genrestudy.run.plan_costs.machine_costs`)."""
+        """Seconds per unit of this notebook on ``machine`` (``costs``: :func:`genrestudy.run.plan_costs.machine_costs`):
+        the jobs' makespan over the workers is shared among their units in proportion to their seconds."""
         out: dict[str, float] = {}
         for (unit, spread), count in self.parts.items():
-            share = {"cores": machine.cores * machine.workers, "workers": machine.workers, "one": 1}[spread]
+            share = {"cores": machine.cores * machine.workers, "machine": machine.cores, "one": 1}[spread]
             out[unit] = out.get(unit, 0.0) + count * unit_cost(unit, costs, machine) / share
+        for stage in sorted({stage for stage, _ in self.jobs}):   # stage after stage, each spread longest first
+            jobs = [{unit: count * unit_cost(unit, costs, machine) / (machine.cores if unit in WORKER_CORES_UNITS else 1)
+                     for unit, count in job.items()} for at, job in self.jobs if at == stage]
+            busy = sum(sum(job.values()) for job in jobs)
+            span = makespan([sum(job.values()) for job in jobs], machine.workers)
+            for job in jobs if busy else ():
+                for unit, seconds in job.items():
+                    out[unit] = out.get(unit, 0.0) + seconds * span / busy
         return out
 
     def seconds(self, costs: dict, machine: Machine) -> float:
@@ -73,8 +96,8 @@ def unit_cost(unit: str, costs: dict, machine: Machine) -> float:
         return costs["forward_image"] * plan_costs.backbone_forward_factor("MobileNetV2", 224, gpu=machine.gpu)
     if unit in ("smallnet_row:net4", "smallnet_row:net6"):   # Net4 is Net3 with RMSprop, Net6 is Net5
         return costs[{"smallnet_row:net4": "smallnet_row:net3", "smallnet_row:net6": "smallnet_row:net5"}[unit]]
-    if kind == "cgan_waveform_row":   # "cgan_waveform_row:<ratio of dense weights>"
-        return costs["cgan_feature_row"] * float(what)
+    if unit == "cgan_waveform_row":   # a costs file measured elsewhere may lack it: derived as plan_costs does
+        return costs["cgan_feature_row"] * plan_costs.waveform_ratio()
     if unit == "signal_features":     # spectral shape or feature sequences of one segment: one STFT, as a mel image
         return costs["mel_image"]
     raise KeyError(f"no cost for the unit {unit!r}")
@@ -118,65 +141,15 @@ def study_size(profile: str, params: dict) -> StudySize:
     return StudySize(GTZAN_CLIPS, assumed=True)
 
 
-# ---------------------------------------------------------------- LightGBM rounds
-
-def search_rounds(n_candidates: int, *, mode: str, num_boost_round: int, factor: int = STUDY_FACTOR) -> tuple[int, int]:
-    """(fits, boosting rounds at most) of one search, as :func:`genrestudy.models.search.run_search` runs it
-    (halving on rounds with warm starts: a survivor trains only the rounds it lacks)."""
-    from ..models import search
-
-    if mode == "exhaustive":
-        return n_candidates, n_candidates * num_boost_round
-    first = search.default_min_resources(n_candidates, num_boost_round, factor=factor, resource="rounds")
-    schedule = search.halving_schedule(n_candidates, min_resources=first, max_resources=num_boost_round,
-                                       factor=factor)
-    fits = rounds = previous = 0
-    for alive, resources in schedule:
-        fits += alive
-        rounds += alive * (resources - previous)
-        previous = resources
-    return fits, rounds
-
-
-def n_candidates(method: str, budget: int) -> int:
-    from ..models import search
-
-    full = 1
-    for values in search.TABLE2_GRID.values():
-        full *= len(values)
-    return min(int(budget), full) if method == "grid" else int(budget)
-
-
-class SearchLedger:
-    """The searches of the whole run, keyed as the search cache keys them (protocol, method, seed, settings)."""
-
-    def __init__(self):
-        self.seen: set = set()
-        self.asked_rounds = 0
-        self.run_rounds = 0
-        self.fewer_rounds = 0   # the searches run at FEWER_ROUNDS_FACTOR instead
-        self.exhaustive_rounds = 0   # the searches run exhaustively (every candidate to the full rounds)
-
-    def ask(self, protocol: str, method: str, seed: int, p: dict, features: str = "study") -> tuple[int, int, bool]:
-        n = n_candidates(method, p["budget"])
-        fits, rounds = search_rounds(n, mode=p["search_mode"], num_boost_round=int(p["num_boost_round"]))
-        key = (protocol, method, int(seed), n, p["search_mode"], int(p["num_boost_round"]), features,
-               p.get("early_stopping_rounds"), p.get("max_bin"), p.get("data"), p.get("weights"))
-        fresh = key not in self.seen
-        self.seen.add(key)
-        self.asked_rounds += rounds
-        self.run_rounds += rounds if fresh else 0
-        if fresh:
-            self.fewer_rounds += search_rounds(n, mode=p["search_mode"], num_boost_round=int(p["num_boost_round"]),
-                                               factor=FEWER_ROUNDS_FACTOR)[1]
-            self.exhaustive_rounds += n * int(p["num_boost_round"])
-        return fits, rounds, fresh
-
-
 # ---------------------------------------------------------------- per notebook
 
-def _lightgbm_searches(work: NotebookWork, ledger: SearchLedger, p: dict, protocol: str, seeds) -> None:
+def _lightgbm_searches(work: NotebookWork, ledger: SearchLedger, p: dict, protocol: str, seeds, *,
+                       as_jobs: bool = False) -> None:
+    """The paper's two searches per seed (their fits over every core), then each winner refitted and the first
+    seed's retrained: on the notebook's machine (03), or one method run each on a worker (``as_jobs``: 09)."""
     fits = rounds = reused = 0
+    winner_rounds, retrain_rounds = int(p["num_boost_round"]), int(p["retrain_rounds"] or p["num_boost_round"])
+    winners = []
     for seed in seeds:
         for method in ("grid", "random"):
             f, r, fresh = ledger.ask(protocol, method, seed, p)
@@ -184,38 +157,51 @@ def _lightgbm_searches(work: NotebookWork, ledger: SearchLedger, p: dict, protoc
                 fits, rounds = fits + f, rounds + r
             else:
                 reused += 1
-    refits = 2 * len(seeds) * int(p["num_boost_round"])
-    retrains = 2 * int(p["retrain_rounds"] or p["num_boost_round"])  # None: the search's round cap
-    work.add("boosting_round", rounds + refits + retrains, spread="cores")
+            search = (protocol, method, int(seed), p["budget"], p["search_mode"], winner_rounds, p.get("max_bin"))
+            winners.append(winner_rounds if ledger.winner_fit("refit", *search) else 0)
+            if seed == seeds[0]:
+                winners.append(retrain_rounds if ledger.winner_fit("retrain", *search, retrain_rounds,
+                                                                   p.get("retrain_seed")) else 0)
+    work.add("boosting_round", rounds, spread="cores")
+    for count in filter(None, winners):
+        if as_jobs:
+            work.add_job({"boosting_round": count})
+        else:
+            work.add("boosting_round", count, spread="machine")
+    trained = sum(winners)
     work.lines.append(f"protocol {protocol}: {2 * len(seeds) - reused} searches ({p['search_mode']}, "
                       f"{n_candidates('grid', p['budget'])} grid points / {p['budget']} random draws, "
                       f"{p['num_boost_round']} rounds, seeds {list(seeds)}): {fits} fits, at most {rounds:,} rounds"
                       + (f"; {reused} searches reused from the cache of an earlier notebook" if reused else "")
-                      + f"; winners refitted and retrained: {refits + retrains:,} rounds")
+                      + (f"; winners refitted and retrained: {trained:,} rounds" if trained else
+                         "; winners' refits and retrains read from the cache of an earlier notebook"))
 
 
 def _backbone_searches(work: NotebookWork, ledger: SearchLedger, p: dict, protocol: str) -> None:
-    """Neighbouring study 3's LightGBM way: a Random Search per compared backbone and input size."""
+    """Neighbouring study 3's LightGBM way: a Random Search per compared extractor and input size (their fits
+    over every core, before the method runs), then one method run per extractor refitting its best size's winner."""
     fits = rounds = reused = 0
     p = {**p, "budget": p.get("compared_search_budget") or p["budget"]}  # StudyInputs.compared_search_inputs
-    from ..extractors.backbones import MUSIC_TAGGERS
-
-    compared = p.get("compared_backbones", ())  # a music tagger runs at its own input only
-    pairs = [(b, s) for b in compared if b not in MUSIC_TAGGERS for s in p.get("compared_input_sizes", ())]
-    pairs += [(b, None) for b in compared if b in MUSIC_TAGGERS]
+    images, taggers = _compared_pairs(p)
+    pairs = images + [(t, None) for t in taggers]   # a music tagger runs at its own input only
+    refitted = set()
     for backbone, size in pairs:
         f, r, fresh = ledger.ask(protocol, "random", p["seeds"][0], p, features=f"{backbone}@{size}")
         fits, rounds, reused = fits + f * fresh, rounds + r * fresh, reused + (not fresh)
-    refits = (len(pairs) and len(p.get("compared_backbones", ()))) * int(p["num_boost_round"])
-    work.add("boosting_round", rounds + refits, spread="cores")
+        if fresh:
+            refitted.add(backbone)
+    work.add("boosting_round", rounds, spread="cores")
+    for _ in refitted:
+        work.add_job({"boosting_round": int(p["num_boost_round"])})
     work.lines.append(f"protocol {protocol}: {len(pairs) - reused} Random Searches of {p['budget']} draws on "
-                      f"frozen-extractor features ({len(compared)} extractors; image backbones at "
-                      f"{len(p.get('compared_input_sizes', ()))} input sizes): {fits} fits, at most {rounds:,} rounds"
+                      f"frozen-extractor features ({len(images) and len({b for b, _ in images})} image backbones at "
+                      f"{len(p.get('compared_input_sizes', ()))} input sizes, {len(taggers)} music taggers): {fits} "
+                      f"fits, at most {rounds:,} rounds"
                       + (f"; {reused} reused from the cache of an earlier notebook" if reused else ""))
 
 
 def _end_to_end(work: NotebookWork, p: dict, size: StudySize, *, head=None, finetune=None,
-                max_train_images=None, spread: str = "one") -> None:
+                max_train_images=None, as_job: bool = False) -> None:
     from ..networks.endtoend import training_settings
 
     settings = training_settings(p.get("profile", "demo"))
@@ -224,8 +210,12 @@ def _end_to_end(work: NotebookWork, p: dict, size: StudySize, *, head=None, fine
     train = int(size.segments_of(p.get("n_segments", 10)) * TRAIN_SHARE)
     train = min(train, max_train_images) if max_train_images else train
     valid = int(size.segments_of(p.get("n_segments", 10)) * VALID_SHARE)
-    work.add("forward_image", head * train + (head + finetune) * valid, spread=spread)
-    work.add("train_image", finetune * train, spread=spread)
+    units = {"forward_image": head * train + (head + finetune) * valid, "train_image": finetune * train}
+    if as_job:   # one method run of Table 7 on a worker
+        work.add_job(units)
+    else:
+        for unit, count in units.items():
+            work.add(unit, count)
     work.lines.append(f"end-to-end ResNet-50 at {settings.input_size} px: {head} frozen-head epochs + {finetune} "
                       f"fine-tuning epochs × {train:,} training images (+ {valid:,} validation images per epoch), "
                       "at most (early stopping may end a phase sooner)")
@@ -261,7 +251,7 @@ def _plan_end_to_end(work, p, segments, ctx):
     ctx.trained.add(p["protocol"])
 
 
-def _knn(work, p, segments, ctx, protocol, seeds):
+def _knn(work, p, segments, ctx, protocol, seeds, *, as_job: bool = False):
     """Neighbouring study 1 under ``protocol``: spectral statistics, k enumerated, the genetic algorithm."""
     from ..signals import spectral
     from ..models import knn
@@ -275,7 +265,10 @@ def _knn(work, p, segments, ctx, protocol, seeds):
         work.add("signal_features", segments, spread="cores")
     evals = sum(pop * gen for pop in p.get("ga_populations", (15,)) for gen in p.get("ga_generations", (30,)))
     evals = evals * len(p.get("ga_seeds", (0,))) + len(knn.K_VALUES) * len(seeds)
-    work.add("knn_evaluation", evals)
+    if as_job:   # one method run of Table 7 on a worker
+        work.add_job({"knn_evaluation": evals})
+    else:
+        work.add("knn_evaluation", evals)
     work.lines.append(f"protocol {protocol}: KNN on {len(spectral.FEATURE_NAMES)} spectral statistics (mean and std "
                       f"of {len(spectral.SPECTRAL)} shape features of {segments:,} segments): k enumerated "
                       f"({len(knn.K_VALUES)} values × {len(seeds)} seeds) and the genetic algorithm, at most "
@@ -288,9 +281,7 @@ def _plan_knn(work, p, segments, ctx):
 
 def _six_networks(work, p, segments, ctx, protocol, *, waveform: bool):
     """Neighbouring study 2 under ``protocol``: every configuration of the grid, the feature CGAN (and the waveform's)."""
-    from ..signals import sequences
     from ..networks import smallnets
-    from ..signals.images import ImageParams
 
     if ("six_networks", protocol) in ctx.fitted:
         work.lines.append(f"protocol {protocol}: six networks read from the cache of an earlier notebook")
@@ -302,19 +293,22 @@ def _six_networks(work, p, segments, ctx, protocol, *, waveform: bool):
         ctx.fitted.add(("sequences", None))
         work.add("signal_features", segments, spread="cores")
     epochs = 0
-    for net in smallnets.NETWORKS:
-        for config in grid.configs(net):
-            work.add(f"smallnet_row:{net}", config["epochs"] * rows, spread="workers")
+    for net in smallnets.NETWORKS:   # a task per configuration; Net6's after its CGAN's (six_networks.tasks)
+        augmented = net == "net6"
+        if augmented:
+            work.add_job({"cgan_feature_row": grid.cgan_epochs * rows}, stage=0)
+        for config in grid.configs(net):   # Net6: the real rows and as many generated ones
+            work.add_job({f"smallnet_row:{net}": config["epochs"] * rows * (2 if augmented else 1)}, stage=int(augmented))
             epochs += config["epochs"]
-    work.add("cgan_feature_row", grid.cgan_epochs * rows, spread="workers")
     line = (f"protocol {protocol}: six small networks at {grid.image_size} px, {epochs:,} epochs in all × {rows:,} "
-            f"training rows (every configuration of the grid, at most); feature CGAN {grid.cgan_epochs} epochs")
-    if waveform:
-        samples = ImageParams().segment_samples
-        seq = sequences.SequenceParams()
-        ratio = plan_costs.waveform_to_feature_cgan(seq.frames(samples), len(sequences.FEATURE_NAMES), samples)
-        work.add(f"cgan_waveform_row:{ratio:.6g}", grid.cgan_epochs * rows, spread="workers")
-        line += f"; waveform CGAN {grid.cgan_epochs} epochs ({ratio:.0f}x the feature CGAN's dense weights)"
+            f"training rows (every configuration of the grid, at most; Net6 also on as many generated rows), "
+            f"a task per configuration; feature CGAN {grid.cgan_epochs} epochs")
+    if waveform:   # Net6 again, on waveform-CGAN rows
+        work.add_job({"cgan_waveform_row": grid.cgan_epochs * rows}, stage=0)
+        for config in grid.configs("net6"):
+            work.add_job({"smallnet_row:net6": config["epochs"] * rows * 2}, stage=1)
+        line += (f"; waveform CGAN {grid.cgan_epochs} epochs ({plan_costs.waveform_ratio():.0f}x the feature CGAN's "
+                 "dense weights) and Net6's grid on its rows")
     work.lines.append(line)
 
 
@@ -338,20 +332,24 @@ def _dense_heads(work, p, segments, ctx, protocol):
         return
     ctx.fitted.add(("heads", protocol))
     images, taggers = _compared_pairs(p)
-    trials = (len(images) + len(taggers)) * len(p["head_batch_sizes"]) * len(p["head_learning_rates"])
-    finals = len({b for b, _ in images}) + len(taggers)
+    grid = len(p["head_batch_sizes"]) * len(p["head_learning_rates"])
     rows = int(segments * TRAIN_SHARE)
-    work.add("head_row", (trials * heads.TRIAL_EPOCHS + finals * heads.FINAL_EPOCHS) * rows, spread="workers")
-    work.lines.append(f"protocol {protocol}: {trials} dense-head trials of {heads.TRIAL_EPOCHS} epochs and {finals} "
-                      f"final fits of {heads.FINAL_EPOCHS} epochs on {rows:,} training rows")
+    sizes = {b: sum(1 for other, _ in images if other == b) for b, _ in images}
+    sizes.update({t: 1 for t in taggers})   # a tagger runs at its own input only
+    for n_sizes in sizes.values():   # one method run per extractor: its trials at every size, its final fit
+        work.add_job({"head_row": (n_sizes * grid * heads.TRIAL_EPOCHS + heads.FINAL_EPOCHS) * rows})
+    trials = sum(sizes.values()) * grid
+    work.lines.append(f"protocol {protocol}: {trials} dense-head trials of {heads.TRIAL_EPOCHS} epochs and "
+                      f"{len(sizes)} final fits of {heads.FINAL_EPOCHS} epochs on {rows:,} training rows, one method "
+                      "run per extractor")
 
 
 def _plan_backbones(work, p, segments, ctx):
     images, taggers = _compared_pairs(p)
     for backbone, size in images:
-        work.add(f"backbone:{backbone}@{size}", segments, spread="workers")
+        work.add(f"backbone:{backbone}@{size}", segments)
     for tagger in taggers:
-        work.add(f"musicnn:{tagger}", segments, spread="workers")
+        work.add(f"musicnn:{tagger}", segments)
     work.lines.append(f"{segments:,} images through each of {len({b for b, _ in images})} frozen backbones at "
                       f"{p['compared_input_sizes']} px (Keras's published cost relative to ResNet-50's, scaled by "
                       "the pixels)" + (f", {segments:,} segments through {', '.join(taggers)} (taken as "
@@ -373,15 +371,15 @@ def _plan_efficiency(work, p, segments, ctx):
 def _plan_results(work, p, segments, ctx):
     every = p.get("table7_methods", "all") == "all"
     for protocol in p["protocols"]:
-        _lightgbm_searches(work, ctx.ledger, p, protocol, [p["seeds"][0]])
+        _lightgbm_searches(work, ctx.ledger, p, protocol, [p["seeds"][0]], as_jobs=True)
         if protocol in ctx.trained:
             work.lines.append(f"protocol {protocol}: end-to-end ResNet-50 read from notebook 04's cache")
         else:
-            _end_to_end(work, p, ctx.size, spread="workers")
+            _end_to_end(work, p, ctx.size, as_job=True)
             work.lines[-1] = f"protocol {protocol}: " + work.lines[-1]
             ctx.trained.add(protocol)
         if every:   # the neighbouring studies' methods (Table 7 of every registered method)
-            _knn(work, p, segments, ctx, protocol, [p["seeds"][0]])
+            _knn(work, p, segments, ctx, protocol, [p["seeds"][0]], as_job=True)
             _six_networks(work, p, segments, ctx, protocol, waveform=False)
             if p.get("compared_backbones"):
                 _dense_heads(work, p, segments, ctx, protocol)
