@@ -113,3 +113,46 @@ def test_a_cached_feature_set_travels_by_its_path(study_dirs, tmp_path):
     whole = pickle.loads(pickle.dumps(type(opened)(root=None, features=np.ones((2, 2), np.float32),
                                                    segments=opened.segments.head(2), meta={})))
     assert whole.root is None and whole.features.sum() == 4
+
+
+def _first_stage(folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "first").write_text(str(__import__("os").getpid()))
+
+
+def _second_stage(folder: Path) -> None:
+    (folder / "second").write_text((folder / "first").read_text())   # fails unless the first stage ran before
+
+
+class _Staged(methods.Method):
+    """A throwaway method whose work runs as two stages of tasks before its run (as a network's grid does)."""
+
+    key, name, needs = "staged_for_a_test", "staged (test)", ("features",)
+
+    @property
+    def folder(self) -> Path:   # the workers share the study's cache folder ($GENRESTUDY_CACHE, set before they start)
+        from genrestudy import paths
+
+        return paths.cache_dir() / "staged-for-a-test"
+
+    def tasks(self, train, valid):
+        return [[(_first_stage, (self.folder,))], [(_second_stage, (self.folder,))]]
+
+    def fit(self, train, valid):
+        self.record = {"worker_pid": int((self.folder / "second").read_text())}
+
+    def predict_proba(self, test):
+        return np.full((len(test), len(test.data.classes)), 1.0 / len(test.data.classes))
+
+
+def test_a_methods_tasks_run_on_the_workers_stage_after_stage_before_its_run(study_dirs, tmp_path, monkeypatch):
+    cloudpickle = pytest.importorskip("cloudpickle")
+    cloudpickle.register_pickle_by_value(__import__("sys").modules[__name__])   # the test's own method and tasks
+    data, splits = _study_data()
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                                  host="127.0.0.1") as local_cluster:
+        # run_methods (notebooks 06, 07) goes to the cluster as run_protocols (09) does
+        runs = table7.run_methods(data, splits["track"], [_Staged], scheduler_address=local_cluster.scheduler_address,
+                                  progress=False)
+    pid = runs["staged_for_a_test"].report["worker_pid"]
+    assert pid != __import__("os").getpid() and (_Staged(None).folder / "first").read_text() == str(pid)

@@ -189,6 +189,17 @@ class Method(abc.ABC):
         """What determines the trained model besides the data (default: nothing)."""
         return {}
 
+    def prepare(self, train: Part, valid: Part) -> None:
+        """Cached work that :meth:`fit` reads back and that is worth more than one worker (a search whose fits a
+        Dask cluster spreads over every worker). Run before the method's run becomes a task on a cluster
+        (:func:`genrestudy.report.table7.run_protocols`); two methods sharing it build it once. Default: none."""
+
+    def tasks(self, train: Part, valid: Part) -> list[list[tuple]]:
+        """Cached work that :meth:`fit` reads back, as stages of independent ``(function, args)`` tasks that a
+        Dask cluster runs before the method's run (each stage's tasks of every method at once, stage after
+        stage): a network's grid, a configuration per task. Default: none."""
+        return []
+
     @abc.abstractmethod
     def fit(self, train: Part, valid: Part) -> None:
         """Learn from ``train``; ``valid`` may drive early stopping or selection, never ``test``."""

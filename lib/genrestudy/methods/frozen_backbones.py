@@ -109,12 +109,20 @@ class _FeaturesLightGBM(_FrozenBackbone):
                 **inputs.compared_search_inputs().search_settings(), "search": LIGHTGBM_SEARCH, "search_seed": int(inputs.seeds[0]),
                 "max_bin": int(inputs.max_bin)}
 
-    def fit(self, train: Part, valid: Part) -> None:
+    def searches(self, train: Part, valid: Part) -> dict:
+        """``{input size: (training data, search)}``: the study's search on each size's features (cached)."""
         searched = {}
         for size, (train_x, valid_x) in self.features_by_size(train, valid).items():
             data = classifiers.TrainingData(train_x, train.labels, valid_x, valid.labels,
                                             num_class=len(train.data.classes), max_bin=int(self.inputs.max_bin))
             searched[size] = (data, study_search(data, LIGHTGBM_SEARCH, self.inputs.compared_search_inputs()))
+        return searched
+
+    def prepare(self, train: Part, valid: Part) -> None:
+        self.searches(train, valid)
+
+    def fit(self, train: Part, valid: Part) -> None:
+        searched = self.searches(train, valid)
         self.input_size = max(searched, key=lambda size: searched[size][1].best_valid_accuracy)
         data, result = searched[self.input_size]
         fit = tuning.refit_winner(data, result)

@@ -67,6 +67,9 @@ class _SearchedLightGBM(Method):
             out.update(retrain_rounds=int(inputs.retrain_rounds), retrain_seed=int(inputs.retrain_seed))
         return out
 
+    def prepare(self, train: Part, valid: Part) -> None:
+        study_search(training_data(train, valid, max_bin=int(self.inputs.max_bin)), self.search, self.inputs)
+
     def fit(self, train: Part, valid: Part) -> None:
         data = training_data(train, valid, max_bin=int(self.inputs.max_bin))
         result = study_search(data, self.search, self.inputs)

@@ -82,10 +82,17 @@ class _MusicnnLightGBM(_Musicnn):
         return {**self.common_settings(), **inputs.compared_search_inputs().search_settings(), "search": LIGHTGBM_SEARCH,
                 "search_seed": int(inputs.seeds[0]), "max_bin": int(inputs.max_bin)}
 
-    def fit(self, train: Part, valid: Part) -> None:
+    def searched(self, train: Part, valid: Part):
+        """``(training data, search)``: the study's search on the embeddings (cached)."""
         data = classifiers.TrainingData(self.embedding(train), train.labels, self.embedding(valid), valid.labels,
                                         num_class=len(train.data.classes), max_bin=int(self.inputs.max_bin))
-        result = study_search(data, LIGHTGBM_SEARCH, self.inputs.compared_search_inputs())
+        return data, study_search(data, LIGHTGBM_SEARCH, self.inputs.compared_search_inputs())
+
+    def prepare(self, train: Part, valid: Part) -> None:
+        self.searched(train, valid)
+
+    def fit(self, train: Part, valid: Part) -> None:
+        data, result = self.searched(train, valid)
         fit = tuning.refit_winner(data, result)
         self.booster = fit.booster
         self.record = {"training_seconds": fit.fit_seconds, "search_seconds": result.wall_seconds,

@@ -40,11 +40,23 @@ class _SmallNetwork(Method):
     def augmentation(self, train: Part):
         return None
 
+    def train_grid(self, train: Part, valid: Part, only=None) -> list:
+        """The grid's configurations (``only``: those indices), each trained or read from its cache."""
+        from ..networks import smallnets_training as st
+
+        return st.run_grid(self.net, train.data, train.rows, valid.rows, self.grid, seed=self.seed,
+                           sequence_params=self.sequence_params, augmentation=self.augmentation(train), only=only)
+
+    def tasks(self, train: Part, valid: Part) -> list[list[tuple]]:
+        """On a cluster: the augmentation (when there is one) in a stage of its own, then one task per configuration."""
+        configs = [[(_train_configs, (self, train, valid, [i])) for i in range(len(self.grid.configs(self.net)))]]
+        augmented = type(self).augmentation is not _SmallNetwork.augmentation
+        return [[(_augment, (self, train))], *configs] if augmented else configs
+
     def fit(self, train: Part, valid: Part) -> None:
         from ..networks import smallnets_training as st
 
-        results = st.run_grid(self.net, train.data, train.rows, valid.rows, self.grid, seed=self.seed,
-                              sequence_params=self.sequence_params, augmentation=self.augmentation(train))
+        results = self.train_grid(train, valid)
         self.results, self.best = results, st.choose(results)
         rec = self.best.record
         self.record = {"training_seconds": float(sum(r.record["seconds"] for r in results)),
@@ -60,6 +72,14 @@ class _SmallNetwork(Method):
         proba, per_sample = st.predict_part(self.best, test.data, test.rows, self.grid)
         self.record["predict_seconds_per_sample"] = per_sample
         return proba
+
+
+def _augment(method: _SmallNetwork, train: Part) -> None:
+    method.augmentation(train)   # into its cache
+
+
+def _train_configs(method: _SmallNetwork, train: Part, valid: Part, only: list) -> None:
+    method.train_grid(train, valid, only)   # into the cache; the models stay on the worker
 
 
 @register

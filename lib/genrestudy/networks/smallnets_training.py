@@ -180,13 +180,13 @@ def train_config(net: str, config: dict, nd: NetData, data, train_rows, valid_ro
 
 
 def run_grid(net: str, data, train_rows, valid_rows, grid, *, seed: int, sequence_params, augmentation=None,
-             progress: bool = False) -> list[ConfigResult]:
-    """Every configuration of ``grid`` for ``net`` (trained, or read from the cache)."""
+             progress: bool = False, only=None) -> list[ConfigResult]:
+    """Every configuration of ``grid`` for ``net`` (``only``: those indices), trained or read from the cache."""
     from ..progress import progress_bar
 
     train_rows = subset_rows(train_rows, grid.max_train_rows, seed=seed)
     nd = net_data(net, data, train_rows, valid_rows, grid, seed=seed, augmentation=augmentation)
-    configs = grid.configs(net)
+    configs = [c for i, c in enumerate(grid.configs(net)) if only is None or i in only]
     results = [train_config(net, c, nd, data, train_rows, valid_rows, grid, seed=seed, sequence_params=sequence_params)
                for c in progress_bar(configs, desc=net, enabled=progress, leave=False)]
     log.info("%s: %d configurations, best validation accuracy %.3f", net, len(results),

@@ -41,6 +41,18 @@ def network_keys() -> list[str]:
     return [k for k, cls in REGISTRY.items() if issubclass(cls, _SmallNetwork)]
 
 
+def run_networks(data, split, *, waveform: bool = False) -> dict:
+    """Table 7's runs of the six networks under ``split`` (:func:`genrestudy.report.table7.run_methods`: one
+    task each on a Dask cluster when one is given); with ``waveform``, Net6 on waveform-CGAN rows is trained
+    alongside (not a Table 7 row: :func:`fitted_networks` reads it back)."""
+    from ..methods.six_networks import Net6WaveformCGAN
+    from . import table7
+
+    keys = network_keys()
+    runs = table7.run_methods(data, split, keys + ([Net6WaveformCGAN] if waveform else []), progress=False)
+    return {key: runs[key] for key in keys}
+
+
 def fitted_networks(data, split, methods=None) -> dict:
     """``{key: method}`` of the six networks (or of ``methods``, keys or classes) fitted on ``split``;
     each configuration is read from its cache when Table 7 or an earlier run trained it."""

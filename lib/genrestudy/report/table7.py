@@ -31,11 +31,15 @@ def chosen_methods(inputs, which: str = "all") -> list:
     return [m for m in registered(inputs) if which == "all" or m.paper]
 
 
-def run_methods(data: StudyData, split, methods=None, *, progress: bool = True) -> dict:
+def run_methods(data: StudyData, split, methods=None, *, scheduler_address: str | None = None,
+                progress: bool = True) -> dict:
     """``{key: MethodRun}`` of every method (default: every registered one that applies to the data's
     inputs) under ``split``: each trained on its train/valid parts or read from its cache
-    (:func:`genrestudy.methods.run_method`)."""
+    (:func:`genrestudy.methods.run_method`); on a Dask cluster when one is given (:func:`run_protocols`)."""
     methods = list(methods) if methods is not None else registered(data.inputs)
+    if cluster.scheduler_address(scheduler_address) is not None:
+        return run_protocols(data, {"split": split}, methods, scheduler_address=scheduler_address,
+                             progress=progress)["split"]
     runs = {}
     for method in progress_bar(methods, desc="methods", enabled=progress, leave=False):
         run = run_method(method, data, split)
@@ -47,6 +51,26 @@ def _run_on_worker(data: StudyData, method, split):
     return run_method(method, data, split)
 
 
+def _run_task(function, args):
+    function(*args)
+
+
+def _prepare(data: StudyData, splits: dict, todo: list, address: str, *, progress: bool) -> None:
+    """What the methods of ``todo`` (``(protocol, method)``) build before their runs: each one's
+    :meth:`~genrestudy.methods.Method.prepare` here, then their :meth:`~genrestudy.methods.Method.tasks`
+    on the cluster, stage after stage, every method's tasks of a stage at once."""
+    stages: list[list] = []
+    for protocol, method in todo:
+        instance = method_of(method)(data.inputs)
+        train, valid = data.part(splits[protocol], "train"), data.part(splits[protocol], "valid")
+        instance.prepare(train, valid)
+        for i, stage in enumerate(instance.tasks(train, valid)):
+            stages.extend([] for _ in range(i + 1 - len(stages)))
+            stages[i].extend(stage)
+    for i, stage in enumerate(stages):
+        cluster.map_ordered(_run_task, stage, address, desc=f"method tasks, stage {i + 1}", progress=progress)
+
+
 def run_protocols(data: StudyData, splits: dict, methods=None, *, scheduler_address: str | None = None,
                   progress: bool = True) -> dict:
     """``{protocol: {key: MethodRun}}``: :func:`run_methods` under every split of ``splits``
@@ -55,14 +79,17 @@ def run_protocols(data: StudyData, splits: dict, methods=None, *, scheduler_addr
     With a Dask scheduler (``scheduler_address``, else ``$GENRESTUDY_SCHEDULER``;
     :func:`genrestudy.run.cluster.scheduler_address`) every method run not yet cached is a task on
     the cluster, all protocols at once; the inputs they need are built here first, and the
-    workers read them from the shared cache (:mod:`genrestudy.run.cluster`). The runs are the same
-    wherever they ran: the same cached entries, keyed by the same inputs.
+    workers read them from the shared cache (:mod:`genrestudy.run.cluster`). What a method prepares
+    (:meth:`genrestudy.methods.Method.prepare`: its searches) is built here first too, its fits spread
+    over every worker, once for the methods that share it. The runs are the same wherever they ran:
+    the same cached entries, keyed by the same inputs.
     """
     methods = list(methods) if methods is not None else registered(data.inputs)
     address = cluster.scheduler_address(scheduler_address)
     done = {}
     if address is not None:
         todo = [(p, m) for p, split in splits.items() for m in methods if not is_cached(m, data, split)]
+        _prepare(data, splits, todo, address, progress=progress)
         if todo:
             remote = cluster.map_ordered(_run_on_worker, [(method_of(m), splits[p]) for p, m in todo], address,
                                          shared=(data,), desc="method runs", progress=progress)
