@@ -180,7 +180,12 @@ def measure_resnet50(batch: int = 4) -> tuple[float, float]:
     return forward, _train_step_seconds(model, x, batch)
 
 
-def measure_small_networks(image_size: int, frames: int, n_features: int, *, batch: int = 16) -> dict[str, float]:
+#: the batch the study trains its small networks and both CGANs at (``smallnets.GRIDS[...].batch_size``, the CGAN's
+#: ``fit``), and the smallest of the dense heads' searched batches (``heads.SOURCE_GRID``)
+SMALL_BATCH = 32
+
+
+def measure_small_networks(image_size: int, frames: int, n_features: int, *, batch: int = SMALL_BATCH) -> dict[str, float]:
     """Seconds per training row of Net1, Net2, Net3 (Net4 is Net3 with RMSprop), Net5 (Net6 is Net5), the
     feature CGAN and a dense head on 2048 features, at this run's sizes."""
     import numpy as np
@@ -220,13 +225,15 @@ def measure_knn_evaluation(train_rows: int) -> float:
 def measure_unit_costs(train_rows: int, *, image_size: int, frames: int, n_features: int,
                        batch: int | None = None) -> dict[str, float]:
     """Seconds per unit of work (:data:`UNITS`) on this machine, measured in about a minute (the single-threaded
-    CPU units in CPU time, :data:`CPU_CLOCK`). ``batch``: the Keras units' batch (default: small ones, 4 images
-    for ResNet-50 and 16 rows for the small networks, which keep a CPU's measurement short; a GPU's cost per row
-    is only meaningful at the study's own batch, :data:`genrestudy.run.plan_machine.STUDY_BATCH`)."""
+    CPU units in CPU time, :data:`CPU_CLOCK`). The small networks, CGANs and heads run at the study's own batch
+    (:data:`SMALL_BATCH`): their step is mostly fixed overhead, so a cost per row measured at 16 rows was about
+    twice the study's at 32. ``batch``: ResNet-50's batch (default 4 images, which keeps a CPU's measurement
+    short; a GPU's cost per image is only meaningful at the study's own batch,
+    :data:`genrestudy.run.plan_machine.STUDY_BATCH`)."""
     forward, train = measure_resnet50(*([batch] if batch else []))
     costs = {"mel_image": measure_mel_image(), "forward_image": forward, "train_image": train,
              "boosting_round": measure_boosting_round(train_rows), "knn_evaluation": measure_knn_evaluation(train_rows)}
-    costs.update(measure_small_networks(image_size, frames, n_features, **({"batch": batch} if batch else {})))
+    costs.update(measure_small_networks(image_size, frames, n_features, batch=batch or SMALL_BATCH))
     return costs
 
 
