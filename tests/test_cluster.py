@@ -49,7 +49,7 @@ def test_table7_on_a_multi_process_cluster_equals_one_machine(study_dirs, tmp_pa
     # the cluster writes into a cache of its own, so that nothing is read from the local run's
     monkeypatch.setenv("GENRESTUDY_CACHE", str(tmp_path / "cluster-cache"))
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                                  host="127.0.0.1") as local_cluster:
+                                  host="127.0.0.1", resources={cluster.KERAS_RESOURCE: 1}) as local_cluster:
         monkeypatch.setenv(cluster.SCHEDULER_ENV, local_cluster.scheduler_address)  # as run_all.sh --scheduler
         facts = cluster.check(local_cluster.scheduler_address)  # what run_all.sh --scheduler checks first
         remote = table7.run_protocols(data, splits, LIGHTGBM_METHODS, progress=False)
@@ -60,7 +60,8 @@ def test_table7_on_a_multi_process_cluster_equals_one_machine(study_dirs, tmp_pa
             nested = client.submit(cluster.scheduler_address, "tcp://127.0.0.1:1", pure=False).result()
     assert sum(binned.values()) > 0 and __import__("os").getpid() not in pids  # the fits ran in the workers
     assert nested is None
-    assert len(facts) == 2 and all("1 threads" in line and str(tmp_path / "cluster-cache") in line for line in facts)
+    assert len(facts) == 2 and all("1 threads" in line and str(tmp_path / "cluster-cache") in line
+                                   and line.endswith("keras=1") for line in facts)
     written = list((tmp_path / "cluster-cache" / "methods").glob("*/meta.json"))
     assert len(written) == len(LIGHTGBM_METHODS) * len(splits)  # by the workers, into the shared cache
     for protocol in splits:
@@ -156,3 +157,37 @@ def test_a_methods_tasks_run_on_the_workers_stage_after_stage_before_its_run(stu
                                   progress=False)
     pid = runs["staged_for_a_test"].report["worker_pid"]
     assert pid != __import__("os").getpid() and (_Staged(None).folder / "first").read_text() == str(pid)
+
+
+def _spell(seconds):
+    """A task that holds its worker's thread for ``seconds``: (pid, start, end)."""
+    import os
+    import time
+
+    start = time.monotonic()
+    time.sleep(seconds)
+    return os.getpid(), start, time.monotonic()
+
+
+def _overlapping(spells) -> bool:
+    spells = sorted(spells, key=lambda s: (s[0], s[1]))
+    return any(a[0] == b[0] and b[1] < a[2] for a, b in zip(spells, spells[1:]))
+
+
+@pytest.mark.parametrize("declared", [False, True])
+def test_trainings_run_one_at_a_time_in_a_worker_process_of_several_threads(declared):
+    """Keras's seed is the process's: two trainings in two threads of one worker would share it. Plain tasks
+    (a search's fits) use every thread; trainings queue inside the process, or are sent one at a time to a
+    worker that declares keras=1."""
+    cloudpickle = pytest.importorskip("cloudpickle")
+    cloudpickle.register_pickle_by_value(__import__("sys").modules[__name__])
+    resources = {"resources": {cluster.KERAS_RESOURCE: 1}} if declared else {}
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=True, dashboard_address=None,
+                                  host="127.0.0.1", **resources) as local_cluster:
+        address = local_cluster.scheduler_address
+        facts = cluster.check(address)
+        plain = cluster.map_ordered(_spell, [(0.6,), (0.6,)], address, progress=False)
+        trainings = cluster.map_ordered(_spell, [(0.3,), (0.3,), (0.3,)], address, progress=False, training=True)
+    assert _overlapping(plain)   # the worker does run two tasks at once
+    assert not _overlapping(trainings)
+    assert facts[-1].startswith("no worker declares keras=1") != declared

@@ -68,7 +68,8 @@ def _prepare(data: StudyData, splits: dict, todo: list, address: str, *, progres
             stages.extend([] for _ in range(i + 1 - len(stages)))
             stages[i].extend(stage)
     for i, stage in enumerate(stages):
-        cluster.map_ordered(_run_task, stage, address, desc=f"method tasks, stage {i + 1}", progress=progress)
+        cluster.map_ordered(_run_task, stage, address, desc=f"method tasks, stage {i + 1}", progress=progress,
+                            training=True)
 
 
 def run_protocols(data: StudyData, splits: dict, methods=None, *, scheduler_address: str | None = None,
@@ -92,7 +93,8 @@ def run_protocols(data: StudyData, splits: dict, methods=None, *, scheduler_addr
         _prepare(data, splits, todo, address, progress=progress)
         if todo:
             remote = cluster.map_ordered(_run_on_worker, [(method_of(m), splits[p]) for p, m in todo], address,
-                                         shared=(data,), desc="method runs", progress=progress)
+                                         shared=(data,), desc="method runs", progress=progress,
+                                         training=True)
             done = dict(zip(todo, remote))
     out = {}
     for protocol, split in splits.items():

@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import heapq
 import os
+import threading
 from typing import Callable, Iterable, Iterator
 
 from ..progress import progress_bar
@@ -85,19 +86,42 @@ def connect(address: str, *, timeout: float = CONNECT_TIMEOUT_S) -> Iterator:
         client.close()
 
 
+#: the worker resource that admits one model-training task at a time (``dask worker --resources keras=1``)
+KERAS_RESOURCE = "keras"
+#: one model-training task at a time in a worker process: Keras's seed (``keras.utils.set_random_seed``) and
+#: its session are the process's, so two trainings in two threads of one worker would draw each other's numbers
+_ONE_TRAINING = threading.RLock()
+
+
+def one_at_a_time(function: Callable, *args):
+    """``function(*args)`` while no other task of this process trains (:data:`_ONE_TRAINING`)."""
+    with _ONE_TRAINING:
+        return function(*args)
+
+
+def _declared(client, resource: str) -> bool:
+    workers = client.scheduler_info().get("workers", {})
+    return any(resource in (info.get("resources") or {}) for info in workers.values())
+
+
 def map_ordered(function: Callable, arguments: list[tuple], address: str, *, shared: tuple = (),
-                desc: str = "tasks", progress: bool = True) -> list:
+                desc: str = "tasks", progress: bool = True, training: bool = False) -> list:
     """``[function(*shared, *a) for a in arguments]``, each call a task on the cluster at
     ``address``, results in order; ``shared`` is sent to the cluster once, not with every task.
 
-    A task that fails raises its error here (in one line of ``ClusterError`` when the worker
-    cannot import the project).
+    ``training``: each task trains a model (a method run, a network's configuration, a CGAN), so one
+    runs at a time in a worker process (:func:`one_at_a_time`); where the workers declare the
+    :data:`KERAS_RESOURCE` the scheduler sends each worker process one such task at a time, else they
+    queue inside the process. A task that fails raises its error here (in one line of
+    ``ClusterError`` when the worker cannot import the project).
     """
     from distributed import as_completed
 
     with connect(address) as client:
         common = [client.scatter(value, hash=False) for value in shared]
-        futures = [client.submit(function, *common, *args, pure=False) for args in arguments]
+        extra = {"resources": {KERAS_RESOURCE: 1}} if training and _declared(client, KERAS_RESOURCE) else {}
+        head = (one_at_a_time, function) if training else (function,)
+        futures = [client.submit(*head, *common, *args, pure=False, **extra) for args in arguments]
         finished = as_completed(futures, loop=client.loop)
         for future in progress_bar(finished, total=len(futures), desc=desc, enabled=progress, leave=False):
             if future.status == "error":
@@ -138,7 +162,7 @@ def _worker_facts() -> dict:
 
 
 def check(address: str) -> list[str]:
-    """One line per worker of the cluster at ``address`` (threads, its cache folder), after
+    """One line per worker of the cluster at ``address`` (threads, its cache folder, its keras resource), after
     checking that each imports genrestudy and sees the client's cache folder; ClusterError if not."""
     from .. import paths
 
@@ -152,13 +176,18 @@ def check(address: str) -> list[str]:
         except Exception as exc:  # a worker without the project cannot even unpickle the probe
             raise ClusterError(f"a worker of {address} cannot run genrestudy ({type(exc).__name__}: {exc}); "
                                "install the project in every worker's Python") from None
+        resources = {w: info.get("resources") or {} for w, info in client.scheduler_info()["workers"].items()}
     here = str(paths.cache_dir())
     elsewhere = sorted(w for w, f in facts.items() if f["cache"] != here)
     if elsewhere:
         raise ClusterError(f"workers {', '.join(elsewhere)} use another cache folder than {here}; "
                            "mount the shared cache at the same path or set GENRESTUDY_CACHE")
-    return [f"{w}: {threads[w]} threads, genrestudy {facts[w]['genrestudy']}, cache {facts[w]['cache']}"
-            for w in sorted(threads)]
+    lines = [f"{w}: {threads[w]} threads, genrestudy {facts[w]['genrestudy']}, cache {facts[w]['cache']}, "
+             f"{KERAS_RESOURCE}={resources.get(w, {}).get(KERAS_RESOURCE, 'not declared')}" for w in sorted(threads)]
+    if not any(KERAS_RESOURCE in r for r in resources.values()):
+        lines.append(f"no worker declares {KERAS_RESOURCE}=1: model trainings queue one at a time inside each worker "
+                     f"process (start workers with --resources {KERAS_RESOURCE}=1, README)")
+    return lines
 
 
 def main(argv=None) -> int:
