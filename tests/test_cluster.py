@@ -96,6 +96,18 @@ def test_makespan_spreads_independent_tasks_longest_first():
         cluster.makespan([1], 0)
 
 
+def test_schedule_gives_each_process_one_training_and_each_machine_its_gpu_in_turn():
+    assert cluster.schedule([(4, False), (3, False), (3, False), (2, False)], 2) == 6.0   # as makespan
+    assert cluster.schedule([(1.0, False)] * 27, 8) == cluster.makespan([1.0] * 27, 8) == 4.0
+    assert cluster.schedule([(1.0, False)] * 27, 2, slots=4) == 4.0                    # 8 processes in all
+    assert cluster.schedule([(4, True), (4, True)], 1, slots=2) == 8.0                 # one GPU: in turn
+    assert cluster.schedule([(6, False), (4, True), (4, True)], 2, slots=2) == 6.0     # beside the CPU job
+    assert cluster.schedule([(3, True)] * 4 + [(5, False)] * 2, 2, slots=3) == 6.0
+    assert cluster.schedule([], 3, slots=2) == 0.0
+    with pytest.raises(ValueError, match="one slot"):
+        cluster.schedule([(1, False)], 1, slots=0)
+
+
 def test_a_cached_feature_set_travels_by_its_path(study_dirs, tmp_path):
     from genrestudy import cache
 
@@ -188,6 +200,9 @@ def test_trainings_run_one_at_a_time_in_a_worker_process_of_several_threads(decl
         facts = cluster.check(address)
         plain = cluster.map_ordered(_spell, [(0.6,), (0.6,)], address, progress=False)
         trainings = cluster.map_ordered(_spell, [(0.3,), (0.3,), (0.3,)], address, progress=False, training=True)
+        with distributed.Client(address) as client:
+            hosts = cluster.cores_by_host(client)
+    assert hosts == {"127.0.0.1": __import__("os").cpu_count()}   # the machine's cores, not the worker's threads
     assert _overlapping(plain)   # the worker does run two tasks at once
     assert not _overlapping(trainings)
     assert facts[-1].startswith("no worker declares keras=1") != declared

@@ -12,7 +12,7 @@ import pytest
 
 from genrestudy.extractors import backbones
 from genrestudy.models import search
-from genrestudy.run import plan, profiles
+from genrestudy.run import plan, plan_costs, profiles
 
 ROOT = Path(__file__).resolve().parent.parent
 #: the paper profile's halving search over 6,561 points up to 2000 rounds, rung by rung
@@ -81,9 +81,11 @@ def test_audit_plan_counts_every_notebook_and_method(study_dirs):
     assert not any("not estimated" in line for w in works for line in w.lines)
 
 
-def test_method_runs_and_their_tasks_spread_over_workers_whole_and_stage_after_stage(study_dirs):
+def test_method_runs_and_their_tasks_spread_over_workers_whole_and_stage_after_stage(study_dirs, monkeypatch):
     from genrestudy.networks import smallnets
-    from genrestudy.run.cluster import makespan
+    from genrestudy.run.cluster import schedule
+
+    monkeypatch.setattr(plan_costs.os, "cpu_count", lambda: 2)   # the Keras units measured on two cores
 
     _, works, _ = plan.plan("audit")
     nb06 = next(w for w in works if w.notebook.startswith("06"))
@@ -105,8 +107,63 @@ def test_method_runs_and_their_tasks_spread_over_workers_whole_and_stage_after_s
     net5 = [c["epochs"] * 8000 for c in grid.configs("net5")]
     one = nb06.seconds(costs, plan.Machine(16))
     assert one == pytest.approx(2 * sum(net6) + sum(net5))
-    spread = nb06.seconds(costs, plan.Machine(16, workers=8))
-    assert spread == pytest.approx(makespan(net5, 8) + makespan(2 * net6, 8))
+    spread = nb06.seconds(costs, plan.Machine(16, workers=8))   # 8 machines of 8 worker processes
+    assert spread == pytest.approx(schedule([(s, False) for s in net5], 8, 8)
+                                   + schedule([(s, False) for s in 2 * net6], 8, 8))
+    assert spread == pytest.approx(max(net5) + max(net6))   # fewer jobs than processes: the longest bounds it
+
+
+def test_a_worker_machine_runs_a_training_per_process_and_its_gpu_jobs_in_turn(study_dirs, monkeypatch):
+    from genrestudy.networks import smallnets
+    from genrestudy.run.cluster import makespan
+
+    _, works, _ = plan.plan("audit")
+    nb06 = next(w for w in works if w.notebook.startswith("06"))
+    grid = smallnets.GRIDS["paper"]
+    costs = {u: 0.0 for u in ("mel_image", "forward_image", "train_image", "boosting_round", "knn_evaluation",
+                              "head_row", "cgan_feature_row", "cgan_waveform_row")}
+    costs.update({f"smallnet_row:{net}": 0.0 for net in ("net1", "net2", "net3", "net5")}, **{"smallnet_row:net2": 1.0})
+    net2 = [c["epochs"] * 8000 for c in grid.configs("net2")]
+    # no GPU: each of a machine's 8 processes trains one network; with one: the machine's GPU takes them in turn
+    monkeypatch.setattr(plan_costs.os, "cpu_count", lambda: 2)
+    assert nb06.seconds(costs, plan.Machine(16, workers=2, here=False)) == pytest.approx(makespan(net2, 16))
+    gpu = plan.Machine(16, gpu=True, workers=2, here=False)
+    assert nb06.seconds(costs, gpu) == pytest.approx(makespan(net2, 2))
+    # a Keras step off the GPU measured on more cores than a worker process has is slower there, in proportion
+    monkeypatch.setattr(plan_costs.os, "cpu_count", lambda: 8)
+    assert nb06.seconds(costs, plan.Machine(16, workers=2, here=False)) == pytest.approx(4 * makespan(net2, 16))
+    assert nb06.seconds(costs, gpu) == pytest.approx(makespan(net2, 2))
+    # one machine without a cluster runs the notebook's trainings one after another; so does a measured one
+    assert plan.Machine(16).slots == 1 and plan.Machine(16, workers=2, measured="x").slots == 1
+    assert plan.Machine(16, workers=2).slots == 8 and plan.Machine(3, workers=2).slots == 1
+
+
+def test_a_genetic_run_fits_no_more_knns_than_the_plan_counts(study_dirs):
+    from genrestudy.models import genetic, knn
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(120, 4)), rng.integers(0, 3, 120)
+    X[:, 0] += y
+    problem = knn.KnnProblem(X[:90], y[:90], X[90:], y[90:], n_classes=3)
+    fits = []
+    original = problem.valid_accuracy
+    problem.valid_accuracy = lambda k: fits.append(k) or original(k)
+    for population, generations in ((5, 10), (15, 30), (3, 1)):
+        fits.clear()
+        choice = genetic.ga_knn(problem, genetic.GASettings(population=population, generations=generations), seed=1)
+        assert len(fits) == choice.distinct_k <= min(population * (generations + 1), len(knn.K_VALUES))
+    _, works, _ = plan.plan("audit")
+    nb05 = next(w for w in works if w.notebook.startswith("05"))
+    # 3 GA seeds × 9 settings, each at most one fit per k; k enumerated under 5 seeds
+    assert nb05.units["knn_evaluation"] == 3 * 9 * len(knn.K_VALUES) + 5 * len(knn.K_VALUES)
+
+
+def test_the_efficiency_notebooks_lightgbm_fit_runs_on_every_core(study_dirs):
+    _, works, _ = plan.plan("paper")
+    nb08 = next(w for w in works if w.notebook.startswith("08"))
+    rounds = nb08.parts["boosting_round", "machine"]
+    costs = {"mel_image": 0.0, "forward_image": 0.0, "train_image": 0.0, "boosting_round": 1.0}
+    assert rounds > 0 and nb08.seconds(costs, plan.Machine(16)) == pytest.approx(rounds / 16)
 
 
 def test_the_knn_line_counts_the_features_the_knn_uses(study_dirs):

@@ -238,7 +238,8 @@ def evaluate_candidates(data: TrainingData, candidates: list[dict], *, num_boost
             if not threads:
                 raise cluster.ClusterError(f"the Dask scheduler at {scheduler_address} has no workers")
             slots = sum(threads.values()) if n_jobs == -1 else max(1, n_jobs)
-            num_threads = threads_per_fit(len(candidates), slots, min(threads.values()), n_machines=len(threads))
+            hosts = cluster.cores_by_host(client)   # a machine's worker processes share its cores
+            num_threads = threads_per_fit(len(candidates), slots, min(hosts.values()), n_machines=len(hosts))
             stack.enter_context(joblib.parallel_config(backend="dask", client=client, scatter=[data]))
             parallel = joblib.Parallel(n_jobs=n_jobs, return_as="generator_unordered")
         else:

@@ -152,6 +152,38 @@ def makespan(task_seconds: Iterable[float], n_workers: int) -> float:
     return max(loads)
 
 
+def schedule(jobs: Iterable[tuple[float, bool]], n_machines: int, slots: int = 1) -> float:
+    """Wall time of independent jobs ``(seconds, on_gpu)`` on ``n_machines`` machines of ``slots`` worker
+    processes each (one training at a time per process, :func:`one_at_a_time`) and one GPU each: longest first,
+    each job to the machine where it can start soonest; a GPU job also waits for its machine's GPU (its
+    jobs take the GPU in turn). A schedule these jobs can keep, so an upper bound of the best one.
+
+    >>> schedule([(4, False), (3, False), (3, False), (2, False)], 2), schedule([(4, True), (4, True)], 1, slots=2)
+    (6.0, 8.0)
+    >>> schedule([(6, False), (4, True), (4, True)], 2, slots=2)
+    6.0
+    """
+    if n_machines < 1 or slots < 1:
+        raise ValueError(f"need at least one machine and one slot, got {n_machines} and {slots}")
+    loads = [[0.0] * int(slots) for _ in range(int(n_machines))]
+    gpu_free = [0.0] * int(n_machines)
+    for seconds, on_gpu in sorted(((float(s), bool(g)) for s, g in jobs), reverse=True):
+        starts = [max(min(load), gpu_free[m]) if on_gpu else min(load) for m, load in enumerate(loads)]
+        m = starts.index(min(starts))
+        slot = loads[m].index(min(loads[m]))
+        loads[m][slot] = starts[m] + seconds
+        if on_gpu:
+            gpu_free[m] = loads[m][slot]
+    return max(max(load) for load in loads)
+
+
+def cores_by_host(client) -> dict[str, int]:
+    """``{host: cores}`` of the cluster's machines: several worker processes of one machine share its cores."""
+    cores = client.run(os.cpu_count)   # {worker address: cores of its machine}
+    hosts = {w: info.get("host") or w for w, info in client.scheduler_info().get("workers", {}).items()}
+    return {hosts.get(w, w): int(c or 1) for w, c in cores.items()}
+
+
 def _worker_facts() -> dict:
     import genrestudy
 

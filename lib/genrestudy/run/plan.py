@@ -23,9 +23,9 @@ import os
 import sys
 
 from . import plan_costs, plan_machine, profiles
-from .plan_costs import Machine
+from .plan_costs import Machine, part_of
 from .plan_searches import FEWER_ROUNDS_FACTOR, STUDY_FACTOR, SearchLedger, n_candidates, search_rounds  # noqa: F401
-from .plan_work import GTZAN_CLIPS, TRAIN_SHARE, NotebookWork, StudySize, measure_unit_costs, part_of, plan  # noqa: F401
+from .plan_work import GTZAN_CLIPS, TRAIN_SHARE, NotebookWork, StudySize, measure_unit_costs, plan  # noqa: F401
 
 
 def _duration(seconds: float) -> str:
@@ -51,10 +51,15 @@ def _cost_lines(costs: dict, machine: Machine) -> list[str]:
                 "CGAN (about 200 M dense weights) are assumed to gain what ResNet-50's training gains, the MLP, LSTMs, "
                 "feature CGAN and dense heads to gain nothing"]
     if machine.cores != (os.cpu_count() or 1) or machine.workers > 1:
+        runs = (f"Table 7's method runs and their tasks over {machine.workers} machines of {machine.slots} worker "
+                f"processes ({plan_costs.PROCESS_THREADS} threads each, one training at a time in each), each whole on "
+                "one, longest first, a machine's GPU jobs taking its GPU in turn; a Keras step off the GPU, measured "
+                f"here on {os.cpu_count() or 1} cores, as slow in a process's {plan_costs.PROCESS_THREADS} threads or "
+                "slower in proportion" if machine.slots > 1 else
+                f"Table 7's method runs over {machine.workers} worker(s), each whole on one, longest first")
         out.append(f"answering for {machine.describe()}: each core as fast as one here; LightGBM fits and images "
-                   f"spread over all {machine.cores * machine.workers} cores; Table 7's method runs over {machine.workers} "
-                   "worker(s), each whole on one, longest first; a notebook's own work on one machine (no transfer or "
-                   "scheduling overhead counted)")
+                   f"spread over all {machine.cores * machine.workers} cores; {runs}; a notebook's own work on one "
+                   "machine (no transfer or scheduling overhead counted)")
     return out
 
 

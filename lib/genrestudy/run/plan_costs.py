@@ -7,9 +7,12 @@ turns them into seconds on a named machine: the CPU units keep this machine's co
 spread over ``cores``; with ``gpu`` ResNet-50 runs at its **published** throughput on one NVIDIA
 A100 (:data:`PUBLISHED_GPU`), a compared backbone at Keras's published cost relative to ResNet-50
 (:data:`KERAS_INFERENCE_MS`). Figures that are not measured here are labelled so in the plan's output.
+:func:`unit_cost` and :func:`job_cost` give a unit's seconds there, alone or in a job on a Dask worker
+process (:data:`PROCESS_THREADS` threads, a machine's GPU shared by its processes: :func:`on_gpu`).
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 
@@ -56,6 +59,11 @@ KERAS_INFERENCE_MS = {"ResNet50": (58.2, 4.6), "DenseNet201": (127.2, 6.7), "Eff
 KERAS_TABLE_SOURCE = "keras.io/api/applications, time per inference step (published, not measured here)"
 
 
+#: the threads of a Dask worker process in the README's layout (``--nworkers $(nproc)/2 --nthreads 2``), each
+#: process taking one training at a time (:func:`genrestudy.run.cluster.one_at_a_time`)
+PROCESS_THREADS = 2
+
+
 @dataclass(frozen=True)
 class Machine:
     """A machine the plan answers for: ``cores`` CPU cores (each as fast as one of this machine's), one GPU
@@ -68,6 +76,15 @@ class Machine:
     #: the machine in words when its costs were measured there (:mod:`genrestudy.run.plan_machine`): then no
     #: cost is scaled or taken from a publication
     measured: str | None = None
+
+    @property
+    def slots(self) -> int:
+        """Trainings that run at once on one machine: one with no cluster (the notebook's process) or with costs
+        measured there (its Keras units measured on all its cores), else a worker process per
+        :data:`PROCESS_THREADS` cores."""
+        if self.workers == 1 or self.measured:
+            return 1
+        return max(1, self.cores // PROCESS_THREADS)
 
     def describe(self) -> str:
         if self.measured:
@@ -109,6 +126,69 @@ def waveform_ratio() -> float:
 
     samples = ImageParams().segment_samples
     return waveform_to_feature_cgan(sequences.SequenceParams().frames(samples), len(sequences.FEATURE_NAMES), samples)
+
+
+# ---------------------------------------------------------------- a unit's seconds in a plan
+
+#: the units a job runs over every core of its worker (a method's searches run on its worker's threads)
+WORKER_CORES_UNITS = ("boosting_round",)
+#: the units timed on one thread (CPU time), as fast in a worker process of any size
+SINGLE_THREAD_UNITS = ("mel_image", "signal_features", "boosting_round", "knn_evaluation")
+#: the units that run on a machine's GPU when it has one (besides the compared extractors)
+GPU_UNITS = ("forward_image", "train_image", *GPU_TRAINING_GAIN_UNITS)
+#: the parts the plan names when it says what dominates
+PARTS = {"boosting_round": "LightGBM (searches, refits, retrains)", "forward_image": "ResNet-50 forward passes",
+         "train_image": "ResNet-50 fine-tuning", "mel_image": "mel images and spectral/sequence features",
+         "knn_evaluation": "KNN and its genetic algorithm", "head_row": "dense heads", "cgan": "the CGANs",
+         "smallnet_row": "the six small networks", "backbone": "the compared backbones' extraction"}
+
+
+def on_gpu(unit: str, machine: Machine) -> bool:
+    """Whether ``unit`` runs on ``machine``'s GPU (the end-to-end network, the extractors, the small CNNs and the
+    waveform CGAN: :data:`GPU_TRAINING_GAIN_UNITS`)."""
+    return machine.gpu and (unit in GPU_UNITS or unit.split(":")[0] in ("backbone", "musicnn"))
+
+
+def job_cost(unit: str, costs: dict, machine: Machine) -> float:
+    """Seconds of one ``unit`` in a job on a worker: a refit's boosting round over its machine's cores; a Keras
+    unit off the GPU, measured here on all of this machine's cores, in a worker process's
+    :data:`~genrestudy.run.PROCESS_THREADS` threads (as fast where this machine has no more cores,
+    slower in proportion where it has)."""
+    seconds = unit_cost(unit, costs, machine)
+    if unit in WORKER_CORES_UNITS:
+        return seconds / machine.cores
+    if machine.slots > 1 and unit not in SINGLE_THREAD_UNITS and not on_gpu(unit, machine):
+        return seconds * max(1.0, (os.cpu_count() or 1) / PROCESS_THREADS)
+    return seconds
+
+
+def unit_cost(unit: str, costs: dict, machine: Machine) -> float:
+    """Seconds of one ``unit`` on ``machine``; units derived from a measured one say how in :func:`derived_units`."""
+    if unit in costs:
+        return costs[unit]
+    kind, _, what = unit.partition(":")
+    if kind == "backbone":   # "backbone:EfficientNetB7@500": Keras's published cost relative to ResNet-50's
+        name, size = what.split("@")
+        return costs["forward_image"] * backbone_forward_factor(name, int(size), gpu=machine.gpu)
+    if kind == "musicnn":     # a music tagger's forward pass: not measured, taken as MobileNetV2's at 224 px
+        return costs["forward_image"] * backbone_forward_factor("MobileNetV2", 224, gpu=machine.gpu)
+    if unit in ("smallnet_row:net4", "smallnet_row:net6"):   # Net4 is Net3 with RMSprop, Net6 is Net5
+        return costs[{"smallnet_row:net4": "smallnet_row:net3", "smallnet_row:net6": "smallnet_row:net5"}[unit]]
+    if unit == "cgan_waveform_row":   # a costs file measured elsewhere may lack it: derived as plan_costs does
+        return costs["cgan_feature_row"] * waveform_ratio()
+    if unit == "signal_features":     # spectral shape or feature sequences of one segment: one STFT, as a mel image
+        return costs["mel_image"]
+    raise KeyError(f"no cost for the unit {unit!r}")
+
+
+def part_of(unit: str) -> str:
+    """The named part of the study (:data:`PARTS`) a unit belongs to."""
+    kind = unit.split(":")[0]
+    if kind.startswith("cgan"):
+        return PARTS["cgan"]
+    if kind in ("backbone", "musicnn"):
+        return PARTS["backbone"]
+    return PARTS.get(kind, PARTS["mel_image"] if unit == "signal_features" else kind)
 
 
 # ---------------------------------------------------------------- measured here

@@ -7,8 +7,8 @@ with every compared backbone, the six networks' grids, both CGANs, the dense hea
 evaluations. Each count says how it spreads (:data:`SPREADS`): over every core of every worker (the
 searches' fits, images), or not at all (one model's epochs on this machine). A method run that a Dask
 worker takes whole (:func:`genrestudy.report.table7.run_protocols`) is a job (:meth:`NotebookWork.add_job`):
-a notebook's jobs spread over the workers longest first (:func:`genrestudy.run.cluster.makespan`), never
-one job over several. :mod:`genrestudy.run.plan` prints it.
+a notebook's jobs spread over the worker processes longest first, a machine's GPU jobs taking its GPU in turn
+(:func:`genrestudy.run.cluster.schedule`), never one job over several. :mod:`genrestudy.run.plan` prints it.
 """
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 
 from .. import paths
 from . import plan_costs, profiles
-from .cluster import makespan
-from .plan_costs import Machine
+from .cluster import schedule
+from .plan_costs import Machine, job_cost, on_gpu, unit_cost
 from .plan_searches import SearchLedger, n_candidates
 
 #: GTZAN's size, assumed while it is not in data/gtzan
@@ -30,13 +30,6 @@ TRAIN_SHARE, VALID_SHARE = 0.8, 0.1
 SPREADS = ("cores", "machine", "one")
 #: the stage of a job that is a method run: after every task the methods run before (:meth:`NotebookWork.add_job`)
 RUNS_STAGE = 1_000
-#: the units a job runs over every core of its worker (a method's searches run on its worker's threads)
-WORKER_CORES_UNITS = ("boosting_round",)
-#: the parts the plan names when it says what dominates
-PARTS = {"boosting_round": "LightGBM (searches, refits, retrains)", "forward_image": "ResNet-50 forward passes",
-         "train_image": "ResNet-50 fine-tuning", "mel_image": "mel images and spectral/sequence features",
-         "knn_evaluation": "KNN and its genetic algorithm", "head_row": "dense heads", "cgan": "the CGANs",
-         "smallnet_row": "the six small networks", "backbone": "the compared backbones' extraction"}
 
 
 @dataclass
@@ -71,10 +64,11 @@ class NotebookWork:
             share = {"cores": machine.cores * machine.workers, "machine": machine.cores, "one": 1}[spread]
             out[unit] = out.get(unit, 0.0) + count * unit_cost(unit, costs, machine) / share
         for stage in sorted({stage for stage, _ in self.jobs}):   # stage after stage, each spread longest first
-            jobs = [{unit: count * unit_cost(unit, costs, machine) / (machine.cores if unit in WORKER_CORES_UNITS else 1)
-                     for unit, count in job.items()} for at, job in self.jobs if at == stage]
+            jobs = [{unit: count * job_cost(unit, costs, machine) for unit, count in job.items()}
+                    for at, job in self.jobs if at == stage]
             busy = sum(sum(job.values()) for job in jobs)
-            span = makespan([sum(job.values()) for job in jobs], machine.workers)
+            span = schedule([(sum(job.values()), any(on_gpu(unit, machine) for unit in job)) for job in jobs],
+                            machine.workers, machine.slots)
             for job in jobs if busy else ():
                 for unit, seconds in job.items():
                     out[unit] = out.get(unit, 0.0) + seconds * span / busy
@@ -82,35 +76,6 @@ class NotebookWork:
 
     def seconds(self, costs: dict, machine: Machine) -> float:
         return sum(self.seconds_by_unit(costs, machine).values())
-
-
-def unit_cost(unit: str, costs: dict, machine: Machine) -> float:
-    """Seconds of one ``unit`` on ``machine``; units derived from a measured one say how in :func:`derived_units`."""
-    if unit in costs:
-        return costs[unit]
-    kind, _, what = unit.partition(":")
-    if kind == "backbone":   # "backbone:EfficientNetB7@500": Keras's published cost relative to ResNet-50's
-        name, size = what.split("@")
-        return costs["forward_image"] * plan_costs.backbone_forward_factor(name, int(size), gpu=machine.gpu)
-    if kind == "musicnn":     # a music tagger's forward pass: not measured, taken as MobileNetV2's at 224 px
-        return costs["forward_image"] * plan_costs.backbone_forward_factor("MobileNetV2", 224, gpu=machine.gpu)
-    if unit in ("smallnet_row:net4", "smallnet_row:net6"):   # Net4 is Net3 with RMSprop, Net6 is Net5
-        return costs[{"smallnet_row:net4": "smallnet_row:net3", "smallnet_row:net6": "smallnet_row:net5"}[unit]]
-    if unit == "cgan_waveform_row":   # a costs file measured elsewhere may lack it: derived as plan_costs does
-        return costs["cgan_feature_row"] * plan_costs.waveform_ratio()
-    if unit == "signal_features":     # spectral shape or feature sequences of one segment: one STFT, as a mel image
-        return costs["mel_image"]
-    raise KeyError(f"no cost for the unit {unit!r}")
-
-
-def part_of(unit: str) -> str:
-    """The named part of the study (:data:`PARTS`) a unit belongs to."""
-    kind = unit.split(":")[0]
-    if kind.startswith("cgan"):
-        return PARTS["cgan"]
-    if kind in ("backbone", "musicnn"):
-        return PARTS["backbone"]
-    return PARTS.get(kind, PARTS["mel_image"] if unit == "signal_features" else kind)
 
 
 @dataclass
@@ -263,16 +228,18 @@ def _knn(work, p, segments, ctx, protocol, seeds, *, as_job: bool = False):
     if ("spectral", None) not in ctx.fitted:
         ctx.fitted.add(("spectral", None))
         work.add("signal_features", segments, spread="cores")
-    evals = sum(pop * gen for pop in p.get("ga_populations", (15,)) for gen in p.get("ga_generations", (30,)))
-    evals = evals * len(p.get("ga_seeds", (0,))) + len(knn.K_VALUES) * len(seeds)
+    # a GA run fits each k once (its fitness is memoised per k: genetic.ga_knn), so at most one fit per k value
+    ga_fits = sum(min(pop * (gen + 1), len(knn.K_VALUES)) for pop in p.get("ga_populations", (15,))
+                  for gen in p.get("ga_generations", (30,)))
+    evals = ga_fits * len(p.get("ga_seeds", (0,))) + len(knn.K_VALUES) * len(seeds)
     if as_job:   # one method run of Table 7 on a worker
         work.add_job({"knn_evaluation": evals})
     else:
         work.add("knn_evaluation", evals)
     work.lines.append(f"protocol {protocol}: KNN on {len(spectral.FEATURE_NAMES)} spectral statistics (mean and std "
                       f"of {len(spectral.SPECTRAL)} shape features of {segments:,} segments): k enumerated "
-                      f"({len(knn.K_VALUES)} values × {len(seeds)} seeds) and the genetic algorithm, at most "
-                      f"{evals:,} KNN evaluations in all")
+                      f"({len(knn.K_VALUES)} values × {len(seeds)} seeds) and the genetic algorithm (each run "
+                      f"fits a k once), at most {evals:,} KNN fits in all")
 
 
 def _plan_knn(work, p, segments, ctx):
@@ -363,7 +330,7 @@ def _plan_efficiency(work, p, segments, ctx):
                 max_train_images=p["fit_max_train_images"])
     extract = p["extract_max_images"] or segments
     work.add("forward_image", extract)
-    work.add("boosting_round", p["lightgbm_rounds"])
+    work.add("boosting_round", p["lightgbm_rounds"], spread="machine")   # on every core (efficiency_steps)
     work.lines.append(f"measured again in fresh processes: the fit above, a LightGBM fit of "
                       f"{p['lightgbm_rounds']} rounds, extraction of {extract:,} images; latencies")
 
