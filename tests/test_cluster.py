@@ -151,6 +151,14 @@ class _Staged(methods.Method):
     def tasks(self, train, valid):
         return [[(_first_stage, (self.folder,))], [(_second_stage, (self.folder,))]]
 
+    def prepare(self, train, valid):   # a search's place: it runs here while the tasks run on the workers
+        import time
+
+        deadline = time.monotonic() + 60
+        while not (self.folder / "first").exists():
+            assert time.monotonic() < deadline, "the method's tasks did not run alongside its prepare"
+            time.sleep(0.05)
+
     def fit(self, train, valid):
         self.record = {"worker_pid": int((self.folder / "second").read_text())}
 
@@ -158,7 +166,7 @@ class _Staged(methods.Method):
         return np.full((len(test), len(test.data.classes)), 1.0 / len(test.data.classes))
 
 
-def test_a_methods_tasks_run_on_the_workers_stage_after_stage_before_its_run(study_dirs, tmp_path, monkeypatch):
+def test_a_methods_tasks_run_on_the_workers_stage_after_stage_alongside_its_prepare_before_its_run(study_dirs, tmp_path, monkeypatch):
     cloudpickle = pytest.importorskip("cloudpickle")
     cloudpickle.register_pickle_by_value(__import__("sys").modules[__name__])   # the test's own method and tasks
     data, splits = _study_data()

@@ -197,7 +197,8 @@ class Method(abc.ABC):
     def tasks(self, train: Part, valid: Part) -> list[list[tuple]]:
         """Cached work that :meth:`fit` reads back, as stages of independent ``(function, args)`` tasks that a
         Dask cluster runs before the method's run (each stage's tasks of every method at once, stage after
-        stage): a network's grid, a configuration per task. Default: none."""
+        stage, alongside the methods' :meth:`prepare`, so never reading what a prepare builds): a network's
+        grid, a configuration per task. Default: none."""
         return []
 
     @abc.abstractmethod

@@ -7,6 +7,8 @@ appear in rows of their own, labelled with that source, never mixed with ours.
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pandas as pd
 
@@ -55,21 +57,30 @@ def _run_task(function, args):
     function(*args)
 
 
-def _prepare(data: StudyData, splits: dict, todo: list, address: str, *, progress: bool) -> None:
-    """What the methods of ``todo`` (``(protocol, method)``) build before their runs: each one's
-    :meth:`~genrestudy.methods.Method.prepare` here, then their :meth:`~genrestudy.methods.Method.tasks`
-    on the cluster, stage after stage, every method's tasks of a stage at once."""
-    stages: list[list] = []
-    for protocol, method in todo:
-        instance = method_of(method)(data.inputs)
-        train, valid = data.part(splits[protocol], "train"), data.part(splits[protocol], "valid")
-        instance.prepare(train, valid)
-        for i, stage in enumerate(instance.tasks(train, valid)):
-            stages.extend([] for _ in range(i + 1 - len(stages)))
-            stages[i].extend(stage)
+def _run_stages(stages: list[list], address: str, progress: bool) -> None:
     for i, stage in enumerate(stages):
         cluster.map_ordered(_run_task, stage, address, desc=f"method tasks, stage {i + 1}", progress=progress,
                             training=True)
+
+
+def _prepare(data: StudyData, splits: dict, todo: list, address: str, *, progress: bool) -> None:
+    """What the methods of ``todo`` (``(protocol, method)``) build before their runs: their
+    :meth:`~genrestudy.methods.Method.tasks` on the cluster, stage after stage, every method's tasks of a
+    stage at once, while each one's :meth:`~genrestudy.methods.Method.prepare` runs here alongside (its
+    search's fits go to the same cluster and fill what the tasks leave idle)."""
+    prepares, stages = [], []
+    for protocol, method in todo:
+        instance = method_of(method)(data.inputs)
+        train, valid = data.part(splits[protocol], "train"), data.part(splits[protocol], "valid")
+        prepares.append((instance, train, valid))
+        for i, stage in enumerate(instance.tasks(train, valid)):
+            stages.extend([] for _ in range(i + 1 - len(stages)))
+            stages[i].extend(stage)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="method-tasks") as pool:
+        tasks = pool.submit(_run_stages, stages, address, progress)
+        for instance, train, valid in prepares:
+            instance.prepare(train, valid)
+        tasks.result()
 
 
 def run_protocols(data: StudyData, splits: dict, methods=None, *, scheduler_address: str | None = None,
