@@ -67,6 +67,35 @@ setup() {
     echo "$want" > "$STAMP"
 }
 
+run_notebook() {
+    # one notebook of run_study (its locals: profile, out, overrides, selected); $2 prefixes its closing line
+    local nb=$1 tag=$2 name stem
+    name=$(basename "$nb")
+    stem=${name%.ipynb}
+    if [ ${#selected[@]} -gt 0 ] && [[ ! " ${selected[*]} " == *" ${name:0:2} "* ]]; then
+        return 0
+    fi
+    local t0=$SECONDS budget skip
+    skip=$("$PY" -m genrestudy.run.profiles left-out "$profile" "$nb")
+    if [ -n "$skip" ]; then echo "== $name: skipped: $skip"; return 0; fi
+    echo "== $name"
+    budget=$("$PY" -m genrestudy.run.profiles budget "$profile" "$nb")
+    # executed copies get one line per step: no progress bars (tqdm reads TQDM_DISABLE), no
+    # TensorFlow start-up chatter; the console and JupyterLab keep their bars
+    if ! TQDM_DISABLE=1 TF_CPP_MIN_LOG_LEVEL=2 "$VENV/bin/papermill" --log-output --no-progress-bar \
+            -y "$("$PY" -m genrestudy.run.profiles params "$profile" "$nb" "${overrides[@]}")" \
+            "$nb" "$out/$name" > "$out/$stem.log" 2>&1; then
+        echo "run_all.sh: $name failed; its error:" >&2
+        grep -A 15 -E "^(-{10,}|[A-Za-z]*Error|Exception)" "$out/$stem.log" | tail -n 25 >&2 || tail -n 25 "$out/$stem.log" >&2
+        echo "full log: $out/$stem.log; executed notebook: $out/$name" >&2
+        return 1
+    fi
+    local ran=$((SECONDS - t0))
+    "$VENV/bin/jupyter" nbconvert --to html --log-level ERROR --output-dir build/html "$out/$name" ||
+        echo "run_all.sh: could not render $name to HTML (the executed notebook is in $out/)" >&2
+    echo "   $tag$ran s${budget:+ (demo budget $budget s)}; HTML in $((SECONDS - t0 - ran)) s"
+}
+
 run_study() {
     local profile="" selected=() overrides=() plan="" machine=()
     while [ $# -gt 0 ]; do
@@ -112,33 +141,20 @@ run_study() {
     export GENRESTUDY_PROFILE="$profile"
     # which device the study will use (and, for the paper profile on a CPU, a measured warning)
     "$PY" -m genrestudy.run.stack device "$profile" | sed 's/^/== /'
-    local started=$SECONDS
-    for nb in notebooks/[0-9][0-9]_*.ipynb; do
-        local name stem
-        name=$(basename "$nb")
-        stem=${name%.ipynb}
-        if [ ${#selected[@]} -gt 0 ] && [[ ! " ${selected[*]} " == *" ${name:0:2} "* ]]; then
-            continue
-        fi
-        local t0=$SECONDS budget skip
-        skip=$("$PY" -m genrestudy.run.profiles left-out "$profile" "$nb")
-        if [ -n "$skip" ]; then echo "== $name: skipped: $skip"; continue; fi
-        echo "== $name"
-        budget=$("$PY" -m genrestudy.run.profiles budget "$profile" "$nb")
-        # executed copies get one line per step: no progress bars (tqdm reads TQDM_DISABLE), no
-        # TensorFlow start-up chatter; the console and JupyterLab keep their bars
-        if ! TQDM_DISABLE=1 TF_CPP_MIN_LOG_LEVEL=2 "$VENV/bin/papermill" --log-output --no-progress-bar \
-                -y "$("$PY" -m genrestudy.run.profiles params "$profile" "$nb" "${overrides[@]}")" \
-                "$nb" "$out/$name" > "$out/$stem.log" 2>&1; then
-            echo "run_all.sh: $name failed; its error:" >&2
-            grep -A 15 -E "^(-{10,}|[A-Za-z]*Error|Exception)" "$out/$stem.log" | tail -n 25 >&2 || tail -n 25 "$out/$stem.log" >&2
-            echo "full log: $out/$stem.log; executed notebook: $out/$name" >&2
-            exit 1
-        fi
-        local ran=$((SECONDS - t0))
-        "$VENV/bin/jupyter" nbconvert --to html --log-level ERROR --output-dir build/html "$out/$name" ||
-            echo "run_all.sh: could not render $name to HTML (the executed notebook is in $out/)" >&2
-        echo "   $ran s${budget:+ (demo budget $budget s)}; HTML in $((SECONDS - t0 - ran)) s"
+    local started=$SECONDS wave waves group
+    # one notebook after another; on a cluster, the notebooks of a wave at once (genrestudy.run.cluster.waves)
+    if [ -n "${GENRESTUDY_SCHEDULER:-}" ]; then
+        mapfile -t waves < <("$PY" -m genrestudy.run.cluster waves notebooks/[0-9][0-9]_*.ipynb)
+    else
+        waves=(notebooks/[0-9][0-9]_*.ipynb)
+    fi
+    for wave in "${waves[@]}"; do
+        read -r -a group <<< "$wave"
+        if [ ${#group[@]} -eq 1 ]; then run_notebook "${group[0]}" "" || exit 1; continue; fi
+        local pids=() failed=0 pid
+        for nb in "${group[@]}"; do run_notebook "$nb" "$(basename "$nb" .ipynb): " & pids+=($!); done
+        for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+        [ "$failed" = 0 ] || exit 1
     done
     echo "== done in $((SECONDS - started)) s (profile $profile)"
     echo "executed notebooks and logs: $out/; to read in a browser: build/html/"

@@ -354,3 +354,22 @@ def test_run_all_plan_needs_neither_gtzan_nor_weights(tmp_path):
     run = subprocess.run([str(ROOT / "run_all.sh"), "--profile", "paper", "--plan"], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0 and "9 rounds" in run.stdout
+
+
+def test_prepared_searches_run_alongside_the_method_tasks_on_a_cluster_only(study_dirs, monkeypatch):
+    monkeypatch.setattr(plan_costs.os, "cpu_count", lambda: 2)
+    costs = {"boosting_round": 1.0, "cgan_feature_row": 1.0, "knn_evaluation": 1.0}
+    cluster8 = plan.Machine(16, workers=8, here=False)   # 8 machines of 8 worker processes, 128 cores
+    for rounds, together in ((1280, 35.0), (12800, 100 + 35 / 64)):
+        work = plan.NotebookWork("x")
+        work.add("boosting_round", rounds, spread="prepared")        # a method's search: every core
+        work.add_job({"cgan_feature_row": 30}, stage=0)               # its tasks, stage after stage
+        work.add_job({"cgan_feature_row": 5}, stage=1)
+        work.add_job({"knn_evaluation": 7})                           # the method runs, after both
+        # on a cluster the fits fill the cores the tasks leave; on one machine they come one after the other
+        assert work.seconds(costs, cluster8) == pytest.approx(together + 7)
+        assert work.seconds(costs, plan.Machine(16)) == pytest.approx(rounds / 16 + 35 + 7)
+    _, works, _ = plan.plan("audit")
+    for stem in ("07", "09"):   # the searches run_protocols prepares
+        assert next(w for w in works if w.notebook.startswith(stem)).parts["boosting_round", "prepared"] > 0
+    assert ("boosting_round", "prepared") not in next(w for w in works if w.notebook.startswith("03")).parts

@@ -222,14 +222,41 @@ def check(address: str) -> list[str]:
     return lines
 
 
+#: the notebooks that run at once with a cluster (``run_all.sh --scheduler``), wave after wave: 03-07 each read
+#: only what 01 and 02 built (images, signals, ResNet-50 features; anything else they build under the cache's
+#: locks) and send their searches and trainings to the same cluster, which interleaves them; 08 measures time
+#: and memory, so it runs alone; 09 reads them all
+NOTEBOOK_WAVES = (("01",), ("02",), ("03", "04", "05", "06", "07"), ("08",), ("09",))
+
+
+def waves(notebooks: list[str]) -> list[list[str]]:
+    """``notebooks`` (paths or names starting with their number) grouped into :data:`NOTEBOOK_WAVES`, in order;
+    a notebook no wave names runs alone, after the waves before its number."""
+    from pathlib import Path
+
+    out: list[tuple[str, list[str]]] = []
+    for notebook in sorted(notebooks, key=lambda n: Path(n).name):
+        number = Path(notebook).name[:2]
+        wave = next((w for w in NOTEBOOK_WAVES if number in w), (number,))
+        if out and out[-1][0] == wave[0]:
+            out[-1][1].append(notebook)
+        else:
+            out.append((wave[0], [notebook]))
+    return [group for _, group in out]
+
+
 def main(argv=None) -> int:
     """``python -m genrestudy.run.cluster check [ADDRESS]`` (default ``$GENRESTUDY_SCHEDULER``), as
-    ``run_all.sh --scheduler`` calls it."""
+    ``run_all.sh --scheduler`` calls it; ``... waves NOTEBOOK...``: one line per wave (:func:`waves`)."""
     import sys
 
     args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["waves"]:
+        for wave in waves(args[1:]):
+            print(" ".join(wave))
+        return 0
     if not args or args[0] != "check" or len(args) > 2:
-        print("usage: python -m genrestudy.run.cluster check [tcp://host:8786]", file=sys.stderr)
+        print("usage: python -m genrestudy.run.cluster check [tcp://host:8786] | waves NOTEBOOK...", file=sys.stderr)
         return 2
     try:
         address = scheduler_address(args[1] if len(args) == 2 else None)

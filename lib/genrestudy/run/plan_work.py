@@ -25,9 +25,10 @@ GTZAN_CLIPS = 1000
 N_GENRES = 10
 #: share of the segments in the training part of every protocol (:func:`genrestudy.data.splits.make_split`)
 TRAIN_SHARE, VALID_SHARE = 0.8, 0.1
-#: how a unit of work outside a job spreads: over every core of every worker (the searches' fits, images), over
-#: the cores of the notebook's machine (a winner's refit), or not at all (one model's epochs, a notebook's own work)
-SPREADS = ("cores", "machine", "one")
+#: how a unit of work outside a job spreads: over every core of every worker (the searches' fits, images), the
+#: same alongside the method tasks on a cluster (a method's prepared search: :func:`genrestudy.report.table7._prepare`),
+#: over the cores of the notebook's machine (a winner's refit), or not at all (one model's epochs, a notebook's own work)
+SPREADS = ("cores", "prepared", "machine", "one")
 #: the stage of a job that is a method run: after every task the methods run before (:meth:`NotebookWork.add_job`)
 RUNS_STAGE = 1_000
 
@@ -58,20 +59,35 @@ class NotebookWork:
 
     def seconds_by_unit(self, costs: dict, machine: Machine) -> dict[str, float]:
         """Seconds per unit of this notebook on ``machine`` (``costs``: :func:`genrestudy.run.plan_costs.machine_costs`):
-        the jobs' makespan over the workers is shared among their units in proportion to their seconds."""
+        a stage of jobs lasts its schedule over the workers' processes (:func:`genrestudy.run.cluster.schedule`),
+        shared among its units in proportion to their seconds. On a cluster the prepared searches' fits run
+        alongside the tasks before the method runs, on the cores the tasks leave: together they last the longer
+        of the tasks' stages and the fits plus the tasks' work spread over every process."""
         out: dict[str, float] = {}
+        prepared: dict[str, float] = {}
         for (unit, spread), count in self.parts.items():
-            share = {"cores": machine.cores * machine.workers, "machine": machine.cores, "one": 1}[spread]
-            out[unit] = out.get(unit, 0.0) + count * unit_cost(unit, costs, machine) / share
+            share = {"machine": machine.cores, "one": 1}.get(spread, machine.cores * machine.workers)
+            into = prepared if spread == "prepared" else out
+            into[unit] = into.get(unit, 0.0) + count * unit_cost(unit, costs, machine) / share
+        tasks: dict[str, float] = {}
+        tasks_busy = 0.0
         for stage in sorted({stage for stage, _ in self.jobs}):   # stage after stage, each spread longest first
             jobs = [{unit: count * job_cost(unit, costs, machine) for unit, count in job.items()}
                     for at, job in self.jobs if at == stage]
             busy = sum(sum(job.values()) for job in jobs)
             span = schedule([(sum(job.values()), any(on_gpu(unit, machine) for unit in job)) for job in jobs],
                             machine.workers, machine.slots)
+            into = tasks if stage < RUNS_STAGE else out
+            tasks_busy += busy if stage < RUNS_STAGE else 0.0
             for job in jobs if busy else ():
                 for unit, seconds in job.items():
-                    out[unit] = out.get(unit, 0.0) + seconds * span / busy
+                    into[unit] = into.get(unit, 0.0) + seconds * span / busy
+        apart = sum(prepared.values()) + sum(tasks.values())
+        together = apart
+        if machine.workers > 1 and prepared and tasks:
+            together = max(sum(tasks.values()), sum(prepared.values()) + tasks_busy / (machine.workers * machine.slots))
+        for unit, seconds in [*prepared.items(), *tasks.items()]:
+            out[unit] = out.get(unit, 0.0) + (seconds * together / apart if apart else 0.0)
         return out
 
     def seconds(self, costs: dict, machine: Machine) -> float:
@@ -127,7 +143,7 @@ def _lightgbm_searches(work: NotebookWork, ledger: SearchLedger, p: dict, protoc
             if seed == seeds[0]:
                 winners.append(retrain_rounds if ledger.winner_fit("retrain", *search, retrain_rounds,
                                                                    p.get("retrain_seed")) else 0)
-    work.add("boosting_round", rounds, spread="cores")
+    work.add("boosting_round", rounds, spread="prepared" if as_jobs else "cores")   # 09: the methods' prepare
     for count in filter(None, winners):
         if as_jobs:
             work.add_job({"boosting_round": count})
@@ -155,7 +171,7 @@ def _backbone_searches(work: NotebookWork, ledger: SearchLedger, p: dict, protoc
         fits, rounds, reused = fits + f * fresh, rounds + r * fresh, reused + (not fresh)
         if fresh:
             refitted.add(backbone)
-    work.add("boosting_round", rounds, spread="cores")
+    work.add("boosting_round", rounds, spread="prepared")   # the methods' prepare (Method.prepare)
     for _ in refitted:
         work.add_job({"boosting_round": int(p["num_boost_round"])})
     work.lines.append(f"protocol {protocol}: {len(pairs) - reused} Random Searches of {p['budget']} draws on "
