@@ -373,3 +373,28 @@ def test_prepared_searches_run_alongside_the_method_tasks_on_a_cluster_only(stud
     for stem in ("07", "09"):   # the searches run_protocols prepares
         assert next(w for w in works if w.notebook.startswith(stem)).parts["boosting_round", "prepared"] > 0
     assert ("boosting_round", "prepared") not in next(w for w in works if w.notebook.startswith("03")).parts
+
+
+def test_on_a_cluster_the_notebooks_of_a_wave_share_it_at_once(monkeypatch):
+    monkeypatch.setattr(plan_costs.os, "cpu_count", lambda: 2)
+    costs = {"boosting_round": 1.0, "cgan_feature_row": 1.0, "train_image": 1.0}
+    cluster8 = plan.Machine(16, workers=8, here=False)   # 128 cores, 64 worker processes
+
+    def work(name, unit, count, spread=None, stage=None):
+        w = plan.NotebookWork(name)
+        w.add_job({unit: count}, stage=stage) if stage is not None else w.add(unit, count, spread=spread)
+        return w
+
+    searches, networks = work("03_a", "boosting_round", 1280, "cores"), work("06_b", "cgan_feature_row", 30, stage=0)
+    finetune, after = work("04_c", "train_image", 5, "one"), work("08_d", "train_image", 2, "one")
+    waves = plan.wave_seconds([searches, finetune, networks, after], costs, cluster8)
+    # 03, 04 and 06 at once: the longest alone (06's one 30 s training) bounds them; 08 after them, alone
+    assert [([w.notebook for w in g], s) for g, s, _ in waves] == [(["03_a", "04_c", "06_b"], 30.0), (["08_d"], 2.0)]
+    assert "notebooks 03-06 at once on the cluster" in waves[0][2]
+    # more work than the cluster holds at once: their work on it together bounds them
+    more = work("07_e", "boosting_round", 6400, "prepared")
+    heavy = work("03_a", "boosting_round", 12800, "cores")
+    assert plan.wave_seconds([heavy, more], costs, cluster8)[0][1] == pytest.approx(100 + 50)
+    # one machine without a cluster: one notebook after another
+    one = plan.wave_seconds([searches, finetune, networks, after], costs, plan.Machine(16))
+    assert [s for _, s, _ in one] == [80.0, 5.0, 30.0, 2.0]

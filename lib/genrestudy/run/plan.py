@@ -55,7 +55,7 @@ def _cost_lines(costs: dict, machine: Machine) -> list[str]:
                 f"processes ({plan_costs.PROCESS_THREADS} threads each, one training at a time in each), each whole on "
                 "one, longest first, a machine's GPU jobs taking its GPU in turn; a Keras step off the GPU, measured "
                 f"here on {os.cpu_count() or 1} cores, as slow in a process's {plan_costs.PROCESS_THREADS} threads or "
-                "slower in proportion" if machine.slots > 1 else
+                "slower in proportion; the notebooks of a wave at once (run_all.sh --scheduler)" if machine.slots > 1 else
                 f"Table 7's method runs over {machine.workers} worker(s), each whole on one, longest first")
         out.append(f"answering for {machine.describe()}: each core as fast as one here; LightGBM fits and images "
                    f"spread over all {machine.cores * machine.workers} cores; {runs}; a notebook's own work on one "
@@ -75,6 +75,32 @@ def _rounds_lines(works: list[NotebookWork], ledger: SearchLedger) -> list[str]:
     return out
 
 
+def wave_seconds(works: list[NotebookWork], costs: dict, machine: Machine) -> list[tuple[list, float, str]]:
+    """``(notebooks, seconds, line)`` per wave: one notebook after another, or on a cluster the notebooks of a wave
+    at once (:func:`genrestudy.run.cluster.waves`, as ``run_all.sh --scheduler`` runs them). Then a wave lasts
+    the longest of: its longest notebook alone, their work on the cluster together, their own work on the
+    notebook's machine together (the cluster interleaves their tasks; no overhead counted)."""
+    from .cluster import waves
+
+    by_name = {w.notebook: w for w in works}
+    groups = waves(list(by_name)) if machine.workers > 1 else [[name] for name in by_name]
+    out = []
+    for names in groups:
+        group = [by_name[n] for n in names]
+        alone = [w.seconds(costs, machine) for w in group]
+        if len(group) == 1:
+            out.append((group, alone[0], ""))
+            continue
+        loads = [w.load(costs, machine) for w in group]
+        on_cluster, here = sum(c for c, _ in loads), sum(h for _, h in loads)
+        seconds = max(max(alone), on_cluster, here)
+        out.append((group, seconds, f"notebooks {names[0][:2]}-{names[-1][:2]} at once on the cluster: about "
+                    f"{_duration(seconds)} (one after another: {_duration(sum(alone))}; the longest alone "
+                    f"{_duration(max(alone))}, their work on the cluster together {_duration(on_cluster)}, on the "
+                    f"notebook's machine {_duration(here)})"))
+    return out
+
+
 def format_plan(profile: str, size: StudySize, works: list[NotebookWork], ledger: SearchLedger,
                 costs: dict | None, machine: Machine) -> str:
     """The plan as printed: what the profile runs, each notebook's work and time, what dominates, the exhaustive search."""
@@ -84,17 +110,20 @@ def format_plan(profile: str, size: StudySize, works: list[NotebookWork], ledger
     scaled = plan_costs.machine_costs(costs, machine) if costs else None
     if costs:
         out += _cost_lines(costs, machine)
-    total, by_part = 0.0, {}
+    timed = [w for w in works if scaled and w.known and w.units]
+    per_unit = {w.notebook: w.seconds_by_unit(scaled, machine) for w in timed}
     for work in works:
-        estimate = ""
-        if scaled and work.known and work.units:
-            per_unit = work.seconds_by_unit(scaled, machine)
-            for unit, seconds in per_unit.items():
-                by_part[part_of(unit)] = by_part.get(part_of(unit), 0.0) + seconds
-            total += sum(per_unit.values())
-            estimate = f" — about {_duration(sum(per_unit.values()))}"
+        estimate = f" — about {_duration(sum(per_unit[work.notebook].values()))}" if work in timed else ""
         out.append(f"{work.notebook}{estimate}")
         out += [f"  {line}" for line in work.lines]
+    total, by_part = 0.0, {}
+    for group, seconds, line in wave_seconds(timed, scaled, machine) if scaled else ():
+        alone = sum(sum(per_unit[w.notebook].values()) for w in group)
+        for work in group:   # a wave's time shared among its notebooks' units as their time alone
+            for unit, unit_seconds in per_unit[work.notebook].items():
+                by_part[part_of(unit)] = by_part.get(part_of(unit), 0.0) + unit_seconds * seconds / (alone or 1)
+        total += seconds
+        out += [line] if line else []
     out += _rounds_lines(works, ledger)
     if scaled:
         out.append(f"estimated duration on {machine.describe()}: about {_duration(total)}")

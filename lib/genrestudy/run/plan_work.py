@@ -93,6 +93,18 @@ class NotebookWork:
     def seconds(self, costs: dict, machine: Machine) -> float:
         return sum(self.seconds_by_unit(costs, machine).values())
 
+    def load(self, costs: dict, machine: Machine) -> tuple[float, float]:
+        """``(cluster, here)``: seconds of this notebook's work were it alone on the cluster's cores and
+        processes (its work spread over every core, its jobs' over every worker process), and on the notebook's
+        own machine (its own work), for notebooks that share them (:func:`genrestudy.run.plan.wave_seconds`)."""
+        spread = {"cores": 0.0, "prepared": 0.0, "machine": 0.0, "one": 0.0}
+        for (unit, how), count in self.parts.items():
+            share = {"machine": machine.cores, "one": 1}.get(how, machine.cores * machine.workers)
+            spread[how] += count * unit_cost(unit, costs, machine) / share
+        jobs = sum(count * job_cost(unit, costs, machine) for _, job in self.jobs for unit, count in job.items())
+        return (spread["cores"] + spread["prepared"] + jobs / (machine.workers * machine.slots),
+                spread["machine"] + spread["one"])
+
 
 @dataclass
 class StudySize:
