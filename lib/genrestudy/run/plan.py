@@ -25,15 +25,8 @@ import sys
 from . import plan_costs, plan_machine, profiles
 from .plan_costs import Machine, part_of
 from .plan_searches import FEWER_ROUNDS_FACTOR, STUDY_FACTOR, SearchLedger, n_candidates, search_rounds  # noqa: F401
-from .plan_work import GTZAN_CLIPS, TRAIN_SHARE, NotebookWork, StudySize, measure_unit_costs, plan  # noqa: F401
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
+from .plan_time import NotebookWork, duration as _duration, wave_seconds  # noqa: F401
+from .plan_work import GTZAN_CLIPS, TRAIN_SHARE, StudySize, measure_unit_costs, plan  # noqa: F401
 
 
 def _cost_lines(costs: dict, machine: Machine) -> list[str]:
@@ -72,32 +65,6 @@ def _rounds_lines(works: list[NotebookWork], ledger: SearchLedger) -> list[str]:
         out.append(f"  not this run's setting: halving with factor {FEWER_ROUNDS_FACTOR} instead of {STUDY_FACTOR} would "
                    f"train at most {ledger.fewer_rounds + other:,} ({(ledger.fewer_rounds + other) / (ledger.asked_rounds + other):.0%}"
                    f" of {ledger.asked_rounds + other:,}); bench/tune.py measures its halving gap")
-    return out
-
-
-def wave_seconds(works: list[NotebookWork], costs: dict, machine: Machine) -> list[tuple[list, float, str]]:
-    """``(notebooks, seconds, line)`` per wave: one notebook after another, or on a cluster the notebooks of a wave
-    at once (:func:`genrestudy.run.cluster.waves`, as ``run_all.sh --scheduler`` runs them). Then a wave lasts
-    the longest of: its longest notebook alone, their work on the cluster together, their own work on the
-    notebook's machine together (the cluster interleaves their tasks; no overhead counted)."""
-    from .cluster import waves
-
-    by_name = {w.notebook: w for w in works}
-    groups = waves(list(by_name)) if machine.workers > 1 else [[name] for name in by_name]
-    out = []
-    for names in groups:
-        group = [by_name[n] for n in names]
-        alone = [w.seconds(costs, machine) for w in group]
-        if len(group) == 1:
-            out.append((group, alone[0], ""))
-            continue
-        loads = [w.load(costs, machine) for w in group]
-        on_cluster, here = sum(c for c, _ in loads), sum(h for _, h in loads)
-        seconds = max(max(alone), on_cluster, here)
-        out.append((group, seconds, f"notebooks {names[0][:2]}-{names[-1][:2]} at once on the cluster: about "
-                    f"{_duration(seconds)} (one after another: {_duration(sum(alone))}; the longest alone "
-                    f"{_duration(max(alone))}, their work on the cluster together {_duration(on_cluster)}, on the "
-                    f"notebook's machine {_duration(here)})"))
     return out
 
 

@@ -4,7 +4,7 @@
 and counts what they ask for: LightGBM fits and boosting rounds (a search two notebooks share counted
 once, as the search cache runs it once), end-to-end epochs × images, images to build and to extract
 with every compared backbone, the six networks' grids, both CGANs, the dense heads, the KNN's
-evaluations. Each count says how it spreads (:data:`SPREADS`): over every core of every worker (the
+evaluations. Each count says how it spreads (:data:`genrestudy.run.plan_time.SPREADS`): over every core of every worker (the
 searches' fits, images), or not at all (one model's epochs on this machine). A method run that a Dask
 worker takes whole (:func:`genrestudy.report.table7.run_protocols`) is a job (:meth:`NotebookWork.add_job`):
 a notebook's jobs spread over the worker processes longest first, a machine's GPU jobs taking its GPU in turn
@@ -16,94 +16,15 @@ from dataclasses import dataclass, field
 
 from .. import paths
 from . import plan_costs, profiles
-from .cluster import schedule
-from .plan_costs import Machine, job_cost, on_gpu, unit_cost
+from .plan_costs import Machine
 from .plan_searches import SearchLedger, n_candidates
+from .plan_time import NotebookWork
 
 #: GTZAN's size, assumed while it is not in data/gtzan
 GTZAN_CLIPS = 1000
 N_GENRES = 10
 #: share of the segments in the training part of every protocol (:func:`genrestudy.data.splits.make_split`)
 TRAIN_SHARE, VALID_SHARE = 0.8, 0.1
-#: how a unit of work outside a job spreads: over every core of every worker (the searches' fits, images), the
-#: same alongside the method tasks on a cluster (a method's prepared search: :func:`genrestudy.report.table7._prepare`),
-#: over the cores of the notebook's machine (a winner's refit), or not at all (one model's epochs, a notebook's own work)
-SPREADS = ("cores", "prepared", "machine", "one")
-#: the stage of a job that is a method run: after every task the methods run before (:meth:`NotebookWork.add_job`)
-RUNS_STAGE = 1_000
-
-
-@dataclass
-class NotebookWork:
-    """What one notebook will do: printable lines and counts of work units, by how they spread."""
-
-    notebook: str
-    lines: list[str] = field(default_factory=list)
-    units: dict[str, float] = field(default_factory=dict)
-    parts: dict[tuple[str, str], float] = field(default_factory=dict)
-    jobs: list[tuple[int, dict[str, float]]] = field(default_factory=list)
-    known: bool = True
-
-    def add(self, unit: str, count: float, *, spread: str = "one") -> None:
-        if spread not in SPREADS:
-            raise ValueError(f"spread={spread!r}; expected one of {SPREADS}")
-        self.units[unit] = self.units.get(unit, 0.0) + count
-        self.parts[unit, spread] = self.parts.get((unit, spread), 0.0) + count
-
-    def add_job(self, units: dict[str, float], *, stage: int = RUNS_STAGE) -> None:
-        """One task that a Dask worker takes whole, ``{unit: count}``: a method run (the last stage), or a task
-        a method runs before (``stage`` 0, 1, ...: :meth:`genrestudy.methods.Method.tasks`)."""
-        for unit, count in units.items():
-            self.units[unit] = self.units.get(unit, 0.0) + count
-        self.jobs.append((stage, dict(units)))
-
-    def seconds_by_unit(self, costs: dict, machine: Machine) -> dict[str, float]:
-        """Seconds per unit of this notebook on ``machine`` (``costs``: :func:`genrestudy.run.plan_costs.machine_costs`):
-        a stage of jobs lasts its schedule over the workers' processes (:func:`genrestudy.run.cluster.schedule`),
-        shared among its units in proportion to their seconds. On a cluster the prepared searches' fits run
-        alongside the tasks before the method runs, on the cores the tasks leave: together they last the longer
-        of the tasks' stages and the fits plus the tasks' work spread over every process."""
-        out: dict[str, float] = {}
-        prepared: dict[str, float] = {}
-        for (unit, spread), count in self.parts.items():
-            share = {"machine": machine.cores, "one": 1}.get(spread, machine.cores * machine.workers)
-            into = prepared if spread == "prepared" else out
-            into[unit] = into.get(unit, 0.0) + count * unit_cost(unit, costs, machine) / share
-        tasks: dict[str, float] = {}
-        tasks_busy = 0.0
-        for stage in sorted({stage for stage, _ in self.jobs}):   # stage after stage, each spread longest first
-            jobs = [{unit: count * job_cost(unit, costs, machine) for unit, count in job.items()}
-                    for at, job in self.jobs if at == stage]
-            busy = sum(sum(job.values()) for job in jobs)
-            span = schedule([(sum(job.values()), any(on_gpu(unit, machine) for unit in job)) for job in jobs],
-                            machine.workers, machine.slots)
-            into = tasks if stage < RUNS_STAGE else out
-            tasks_busy += busy if stage < RUNS_STAGE else 0.0
-            for job in jobs if busy else ():
-                for unit, seconds in job.items():
-                    into[unit] = into.get(unit, 0.0) + seconds * span / busy
-        apart = sum(prepared.values()) + sum(tasks.values())
-        together = apart
-        if machine.workers > 1 and prepared and tasks:
-            together = max(sum(tasks.values()), sum(prepared.values()) + tasks_busy / (machine.workers * machine.slots))
-        for unit, seconds in [*prepared.items(), *tasks.items()]:
-            out[unit] = out.get(unit, 0.0) + (seconds * together / apart if apart else 0.0)
-        return out
-
-    def seconds(self, costs: dict, machine: Machine) -> float:
-        return sum(self.seconds_by_unit(costs, machine).values())
-
-    def load(self, costs: dict, machine: Machine) -> tuple[float, float]:
-        """``(cluster, here)``: seconds of this notebook's work were it alone on the cluster's cores and
-        processes (its work spread over every core, its jobs' over every worker process), and on the notebook's
-        own machine (its own work), for notebooks that share them (:func:`genrestudy.run.plan.wave_seconds`)."""
-        spread = {"cores": 0.0, "prepared": 0.0, "machine": 0.0, "one": 0.0}
-        for (unit, how), count in self.parts.items():
-            share = {"machine": machine.cores, "one": 1}.get(how, machine.cores * machine.workers)
-            spread[how] += count * unit_cost(unit, costs, machine) / share
-        jobs = sum(count * job_cost(unit, costs, machine) for _, job in self.jobs for unit, count in job.items())
-        return (spread["cores"] + spread["prepared"] + jobs / (machine.workers * machine.slots),
-                spread["machine"] + spread["one"])
 
 
 @dataclass
