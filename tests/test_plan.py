@@ -398,3 +398,14 @@ def test_on_a_cluster_the_notebooks_of_a_wave_share_it_at_once(monkeypatch):
     # one machine without a cluster: one notebook after another
     one = plan.wave_seconds([searches, finetune, networks, after], costs, plan.Machine(16))
     assert [s for _, s, _ in one] == [80.0, 5.0, 30.0, 2.0]
+
+
+def test_the_printed_estimate_is_the_waves_total(study_dirs):
+    from genrestudy.run.plan_time import duration, total_seconds
+
+    size, works, ledger = plan.plan("audit")
+    costs = {u: 0.001 for u in plan_costs.UNITS}
+    for machine in (plan.Machine(16, gpu=True, workers=8, here=False), plan.Machine(4)):
+        text = plan.format_plan("audit", size, works, ledger, costs, machine)
+        total = total_seconds(works, plan_costs.machine_costs(costs, machine), machine)
+        assert f"estimated duration on {machine.describe()}: about {duration(total)}" in text

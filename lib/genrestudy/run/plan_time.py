@@ -124,3 +124,8 @@ def wave_seconds(works: list[NotebookWork], costs: dict, machine: Machine) -> li
                     f"{duration(max(alone))}, their work on the cluster together {duration(on_cluster)}, on the "
                     f"notebook's machine {duration(here)})"))
     return out
+
+
+def total_seconds(works: list[NotebookWork], costs: dict, machine: Machine) -> float:
+    """The plan's estimate for ``works`` on ``machine`` (``costs`` already for that machine): its waves, added."""
+    return sum(seconds for _, seconds, _ in wave_seconds([w for w in works if w.known and w.units], costs, machine))
