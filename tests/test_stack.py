@@ -70,7 +70,7 @@ def test_the_gpu_extra_is_declared_and_run_all_installs_what_stack_says():
     assert setup.count('-e ".[$extras]"') == 2 and "'.[test]'" not in setup
     run_study = script[script.index("run_study() {"):script.index("pin() {")]
     # the device line comes before the first notebook runs
-    assert run_study.index("genrestudy.run.stack device") < run_study.index("for nb in notebooks")
+    assert run_study.index("genrestudy.run.stack device") < run_study.index("for wave in ")
 
 
 def test_device_line_and_cpu_warning():
