@@ -25,7 +25,6 @@ cache's file locks.
 from __future__ import annotations
 
 import contextlib
-import heapq
 import os
 import threading
 from typing import Callable, Iterable, Iterator
@@ -99,9 +98,13 @@ def one_at_a_time(function: Callable, *args):
         return function(*args)
 
 
+def _worker_resources(client) -> dict[str, dict]:
+    """``{worker: its declared resources}`` (``dask worker --resources``)."""
+    return {w: info.get("resources") or {} for w, info in client.scheduler_info().get("workers", {}).items()}
+
+
 def _declared(client, resource: str) -> bool:
-    workers = client.scheduler_info().get("workers", {})
-    return any(resource in (info.get("resources") or {}) for info in workers.values())
+    return any(resource in declared for declared in _worker_resources(client).values())
 
 
 def map_ordered(function: Callable, arguments: list[tuple], address: str, *, shared: tuple = (),
@@ -135,10 +138,8 @@ def map_ordered(function: Callable, arguments: list[tuple], address: str, *, sha
 
 def makespan(task_seconds: Iterable[float], n_workers: int) -> float:
     """Wall time of independent tasks of the given durations spread over ``n_workers`` equal
-    workers, each task whole on one worker, longest first (what the scheduler does in effect).
-
-    For ``--plan --workers N``: one halving rung's fits, or Table 7's method runs, are such a
-    set; rungs and seeds follow each other, so their makespans add up. A lower bound is
+    workers, each task whole on one worker, longest first (what the scheduler does in effect):
+    :func:`schedule` with one process per worker and no GPU job. A lower bound is
     ``max(sum / n_workers, longest task)``; greedy longest-first is within 4/3 of the best.
 
     >>> makespan([4, 3, 3, 2], 2), makespan([10, 1, 1], 8)
@@ -146,10 +147,7 @@ def makespan(task_seconds: Iterable[float], n_workers: int) -> float:
     """
     if n_workers < 1:
         raise ValueError(f"n_workers must be at least 1, got {n_workers}")
-    loads = [0.0] * int(n_workers)
-    for seconds in sorted((float(s) for s in task_seconds), reverse=True):
-        heapq.heapreplace(loads, loads[0] + seconds)
-    return max(loads)
+    return schedule(((seconds, False) for seconds in task_seconds), n_workers)
 
 
 def schedule(jobs: Iterable[tuple[float, bool]], n_machines: int, slots: int = 1) -> float:
@@ -208,7 +206,7 @@ def check(address: str) -> list[str]:
         except Exception as exc:  # a worker without the project cannot even unpickle the probe
             raise ClusterError(f"a worker of {address} cannot run genrestudy ({type(exc).__name__}: {exc}); "
                                "install the project in every worker's Python") from None
-        resources = {w: info.get("resources") or {} for w, info in client.scheduler_info()["workers"].items()}
+        resources = _worker_resources(client)
     here = str(paths.cache_dir())
     elsewhere = sorted(w for w, f in facts.items() if f["cache"] != here)
     if elsewhere:

@@ -152,7 +152,7 @@ def on_gpu(unit: str, machine: Machine) -> bool:
 def job_cost(unit: str, costs: dict, machine: Machine) -> float:
     """Seconds of one ``unit`` in a job on a worker: a refit's boosting round over its machine's cores; a Keras
     unit off the GPU, measured here on all of this machine's cores, in a worker process's
-    :data:`~genrestudy.run.PROCESS_THREADS` threads (as fast where this machine has no more cores,
+    :data:`PROCESS_THREADS` threads (as fast where this machine has no more cores,
     slower in proportion where it has)."""
     seconds = unit_cost(unit, costs, machine)
     if unit in WORKER_CORES_UNITS:
@@ -163,7 +163,7 @@ def job_cost(unit: str, costs: dict, machine: Machine) -> float:
 
 
 def unit_cost(unit: str, costs: dict, machine: Machine) -> float:
-    """Seconds of one ``unit`` on ``machine``; units derived from a measured one say how in :func:`derived_units`."""
+    """Seconds of one ``unit`` on ``machine``: its measured cost, or one derived from a measured unit (each says how)."""
     if unit in costs:
         return costs[unit]
     kind, _, what = unit.partition(":")
@@ -174,7 +174,7 @@ def unit_cost(unit: str, costs: dict, machine: Machine) -> float:
         return costs["forward_image"] * backbone_forward_factor("MobileNetV2", 224, gpu=machine.gpu)
     if unit in ("smallnet_row:net4", "smallnet_row:net6"):   # Net4 is Net3 with RMSprop, Net6 is Net5
         return costs[{"smallnet_row:net4": "smallnet_row:net3", "smallnet_row:net6": "smallnet_row:net5"}[unit]]
-    if unit == "cgan_waveform_row":   # a costs file measured elsewhere may lack it: derived as plan_costs does
+    if unit == "cgan_waveform_row":   # a costs file measured elsewhere may lack it: as measure_small_networks derives it
         return costs["cgan_feature_row"] * waveform_ratio()
     if unit == "signal_features":     # spectral shape or feature sequences of one segment: one STFT, as a mel image
         return costs["mel_image"]

@@ -52,10 +52,9 @@ class NotebookWork:
         of the tasks' stages and the fits plus the tasks' work spread over every process."""
         out: dict[str, float] = {}
         prepared: dict[str, float] = {}
-        for (unit, spread), count in self.parts.items():
-            share = {"machine": machine.cores, "one": 1}.get(spread, machine.cores * machine.workers)
+        for (unit, spread), seconds in self._spread_seconds(costs, machine).items():
             into = prepared if spread == "prepared" else out
-            into[unit] = into.get(unit, 0.0) + count * unit_cost(unit, costs, machine) / share
+            into[unit] = into.get(unit, 0.0) + seconds
         tasks: dict[str, float] = {}
         tasks_busy = 0.0
         for stage in sorted({stage for stage, _ in self.jobs}):   # stage after stage, each spread longest first
@@ -84,13 +83,21 @@ class NotebookWork:
         """``(cluster, here)``: seconds of this notebook's work were it alone on the cluster's cores and
         processes (its work spread over every core, its jobs' over every worker process), and on the notebook's
         own machine (its own work), for notebooks that share them (:func:`genrestudy.run.plan.wave_seconds`)."""
-        spread = {"cores": 0.0, "prepared": 0.0, "machine": 0.0, "one": 0.0}
-        for (unit, how), count in self.parts.items():
-            share = {"machine": machine.cores, "one": 1}.get(how, machine.cores * machine.workers)
-            spread[how] += count * unit_cost(unit, costs, machine) / share
+        cluster = here = 0.0
+        for (_, spread), seconds in self._spread_seconds(costs, machine).items():
+            if spread in ("machine", "one"):
+                here += seconds
+            else:
+                cluster += seconds
         jobs = sum(count * job_cost(unit, costs, machine) for _, job in self.jobs for unit, count in job.items())
-        return (spread["cores"] + spread["prepared"] + jobs / (machine.workers * machine.slots),
-                spread["machine"] + spread["one"])
+        return cluster + jobs / (machine.workers * machine.slots), here
+
+    def _spread_seconds(self, costs: dict, machine: Machine) -> dict[tuple[str, str], float]:
+        """``{(unit, spread): seconds}`` of the work outside jobs: over every core of every worker (``cores``,
+        ``prepared``), over the notebook machine's cores (``machine``), or on one (``one``)."""
+        share = {"machine": machine.cores, "one": 1}
+        return {(unit, spread): count * unit_cost(unit, costs, machine) / share.get(spread, machine.cores * machine.workers)
+                for (unit, spread), count in self.parts.items()}
 
 
 def duration(seconds: float) -> str:
